@@ -1,0 +1,33 @@
+# Every target bootstraps .venv from the pins in constraints.txt on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: install demo test ui lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/invoice-pipeline demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+ui: install
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(BIN)/ruff check invoice_pipeline tests
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""Core: one asset per SQL model in `assets/models/<schema>/<table>.sql`."""
+
+import dagster as dg
+
+from invoice_pipeline.defs.metadata import table_metadata
+from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
+from invoice_pipeline.layers import Model, build_model, discover_models
+from invoice_pipeline.project import MODELS_DIR
+
+
+def build_model_asset(model: Model, known: set[dg.AssetKey]) -> dg.AssetsDefinition:
+    deps = [dg.AssetKey([s, t]) for s, t in model.depends_on if dg.AssetKey([s, t]) in known]
+
+    @dg.asset(
+        key=dg.AssetKey([model.schema, model.table]),
+        deps=deps,
+        group_name=model.schema,
+        description=model.description,
+        kinds={"duckdb", "sql"},
+        pool=WAREHOUSE_POOL,
+        metadata={"sql_file": str(model.path.relative_to(MODELS_DIR.parent.parent))},
+    )
+    def _model(warehouse: Warehouse) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            build_model(con, model)
+            return dg.MaterializeResult(metadata=table_metadata(con, model.schema, model.table))
+
+    return _model
+
+
+def known_upstream_keys() -> set[dg.AssetKey]:
+    from invoice_pipeline.defs.ingest.assets import raw_key
+    from invoice_pipeline.defs.staging.assets import staging_key
+    from invoice_pipeline.layers import STAGING_TABLES
+    from invoice_pipeline.specs import load_specs
+
+    keys = {raw_key(t) for spec in load_specs().values() for t in spec.tables}
+    keys |= {staging_key(t) for tables in STAGING_TABLES.values() for t in tables}
+    return keys
+
+
+_MODELS = discover_models(MODELS_DIR)
+_KNOWN = known_upstream_keys() | {dg.AssetKey([m.schema, m.table]) for m in _MODELS}
+model_assets = [build_model_asset(model, _KNOWN) for model in _MODELS]

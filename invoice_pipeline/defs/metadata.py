@@ -1,0 +1,38 @@
+"""Materialisation metadata that the Dagster UI shows for a warehouse table."""
+
+import dagster as dg
+import duckdb
+
+from invoice_pipeline.warehouse import quote, row_count
+
+
+def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str, preview_rows: int = 5) -> dict:
+    """Row count, column schema, table name and a short preview of `<schema>.<table>`."""
+    columns = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    relation = f"{schema}.{quote(table)}"
+    count = row_count(con, schema, table)
+    preview = con.sql(f"select * from {relation} limit {int(preview_rows)}").pl()
+    return {
+        "dagster/row_count": count,
+        "dagster/table_name": f"{schema}.{table}",
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, data_type) for name, data_type in columns]
+        ),
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+    }
+
+
+def _markdown(frame) -> str:
+    if frame.is_empty():
+        return "_(no rows)_"
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = [
+        "| " + " | ".join("" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
+        for row in frame.iter_rows()
+    ]
+    return "\n".join([header, rule, *body])
