@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-ENTITY_TIN = "91110105MA00000005"
+ENTITY_TIN = "91110105MA0000000Y"
 ENTITY_TIN_2 = "91310115MA1H8R7C67"
 
 PLATFORM_HEADERS = [
@@ -33,8 +33,8 @@ ERP_HEADERS = [
     "制单人", "备注",
 ]
 
-SUPPLIER_TIN = "91370100MA3C4XXX1A"
-CUSTOMER_TIN = "91440300MA5F00000T"
+SUPPLIER_TIN = "91370100MA3C4XXX1L"
+CUSTOMER_TIN = "91440300MA5F000007"
 
 # (序号, 代码, 号码, 数电号码, 销方识别号, 销方名称, 购方识别号, 购买方名称, 开票日期, 金额, 税额, 价税合计,
 #  来源, 票种, 状态, 是否正数, 风险, 开票人, 备注)

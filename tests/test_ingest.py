@@ -68,7 +68,7 @@ def test_tiny_tree_lands_in_raw_and_staging(tiny_data_dir, con):
         "select original_invoice_uid, is_positive, direction, entity_tin from staging.tax_platform "
         "where invoice_uid = '26112000000000000002'"
     ).fetchall()[0]
-    assert red == ("26112000000000000001", False, "received", "91110105MA00000005")
+    assert red == ("26112000000000000001", False, "received", "91110105MA0000000Y")
 
 
 def test_unparseable_value_is_rejected_with_reason_not_dropped(tiny_data_dir, con):
