@@ -45,8 +45,12 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
         raise PipelineError(f"no landing folder at {project.landing_dir(data_dir)}")
     os.environ[project.DATA_DIR_ENV] = str(data_dir)
     job = defs().get_job_def("nightly")
-    run_config = {"resources": {"warehouse": {"config": {"data_dir": str(data_dir)}},
-                                "settings": {"config": {"as_of": as_of}}}}
+    run_config = {
+        "resources": {
+            "warehouse": {"config": {"data_dir": str(data_dir)}},
+            "settings": {"config": {"as_of": as_of}},
+        }
+    }
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     with instance:
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
@@ -69,12 +73,17 @@ def summary_lines(data_dir: Path) -> list[str]:
     try:
         lines = [f"warehouse: {path}"]
         statuses = con.execute(
-            "select status, count(*) from audit.load_log group by status order by status").fetchall()
+            "select status, count(*) from audit.load_log group by status order by status"
+        ).fetchall()
         lines.append("files: " + ", ".join(f"{count} {status}" for status, count in statuses))
         for layer in ("raw", "staging", "core"):
-            tables = [t for (t,) in con.execute(
-                "select table_name from duckdb_tables() where schema_name = ? order by table_name", [layer]
-            ).fetchall()]
+            tables = [
+                t
+                for (t,) in con.execute(
+                    "select table_name from duckdb_tables() where schema_name = ? order by table_name",
+                    [layer],
+                ).fetchall()
+            ]
             lines.append(f"{layer}: " + ", ".join(f"{t} {row_count(con, layer, t):,}" for t in tables))
         rejected = row_count(con, "audit", "rejected_rows")
         lines.append(f"rejected values: {rejected} (audit.rejected_rows)")
@@ -99,8 +108,10 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     out = Path(args.out).resolve()
     truth = generate(out, invoices=args.invoices, seed=args.seed)
-    print(f"wrote {out / 'landing'} ({args.invoices} platform invoices, seed {args.seed}); "
-          f"truth: {out / 'truth.json'} ({len(truth.get('problems', []))} planted problems)")
+    print(
+        f"wrote {out / 'landing'} ({args.invoices} platform invoices, seed {args.seed}); "
+        f"truth: {out / 'truth.json'} ({len(truth.get('problems', []))} planted problems)"
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -111,7 +122,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"sample written to {project.landing_dir(data_dir)}")
     run_pipeline(data_dir, truth.get("as_of", ""))
     print("\n".join(summary_lines(data_dir)))
-    print(f"\nanalysts: duckdb {project.warehouse_path(data_dir)} -readonly   (audit.load_log, core.invoices)")
+    print(
+        f"\nanalysts: duckdb {project.warehouse_path(data_dir)} -readonly   (audit.load_log, core.invoices)"
+    )
     print("UI: make ui, then open http://127.0.0.1:3000")
 
 
@@ -126,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="synthetic landing files with a truth file")
     generate.add_argument("--out", required=True, help="folder to write landing/ and truth.json into")
-    generate.add_argument("--invoices", type=int, default=DEMO_INVOICES, help="platform invoices (default 2000)")
+    generate.add_argument(
+        "--invoices", type=int, default=DEMO_INVOICES, help="platform invoices (default 2000)"
+    )
     generate.add_argument("--seed", type=int, default=DEMO_SEED)
     generate.set_defaults(handler=_cmd_generate)
 
@@ -146,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invoice-pipeline: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # the contract is one line, not a traceback
-        print(f"invoice-pipeline: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
+        print(
+            f"invoice-pipeline: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -86,9 +86,9 @@ def control_total_check(table: pl.DataFrame, control_total: dict[str, Decimal] |
     """Compare a file's rows with its own 合计行. None when the file carries no control total."""
     if control_total is None:
         return None
-    sums = table.select(
-        parse_amount(pl.col(column)).sum().alias(column) for column in control_total
-    ).row(0, named=True)
+    sums = table.select(parse_amount(pl.col(column)).sum().alias(column) for column in control_total).row(
+        0, named=True
+    )
     result: dict = {"ok": True, "expected": {}, "actual": {}}
     for column, expected in control_total.items():
         actual = sums[column] if sums[column] is not None else Decimal("0")
@@ -113,9 +113,16 @@ def _next_file_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def _file_load_row(
-    landed: LandedFile, spec: SourceSpec, seq: int, status: str, *,
-    rows_read: int = 0, reason: str | None = None, control: dict | None = None,
-    notes: dict | None = None, loaded_at: datetime,
+    landed: LandedFile,
+    spec: SourceSpec,
+    seq: int,
+    status: str,
+    *,
+    rows_read: int = 0,
+    reason: str | None = None,
+    control: dict | None = None,
+    notes: dict | None = None,
+    loaded_at: datetime,
 ) -> dict:
     details = dict(notes or {})
     if control is not None:
@@ -136,7 +143,9 @@ def _file_load_row(
     }
 
 
-def _with_lineage(frame: pl.DataFrame, load_id: str, file_name: str, columns: tuple[str, ...]) -> pl.DataFrame:
+def _with_lineage(
+    frame: pl.DataFrame, load_id: str, file_name: str, columns: tuple[str, ...]
+) -> pl.DataFrame:
     return frame.with_columns(
         pl.lit(load_id, dtype=pl.String).alias("_load_id"),
         pl.lit(file_name, dtype=pl.String).alias("_source_file"),
@@ -165,8 +174,9 @@ def ingest_source(
         load_id = load_id_for(spec.name, landed.name, landed.sha256)
         if landed.sha256 in loaded_by_sha:
             reason = f"same content as {loaded_by_sha[landed.sha256]}, already loaded"
-            file_rows.append(_file_load_row(landed, spec, seq, "skipped_duplicate", reason=reason,
-                                            loaded_at=loaded_at))
+            file_rows.append(
+                _file_load_row(landed, spec, seq, "skipped_duplicate", reason=reason, loaded_at=loaded_at)
+            )
             summary.skipped_duplicate.append(landed.name)
             log.info("%s: %s skipped: %s", spec.name, landed.name, reason)
             seq += 1
@@ -174,8 +184,9 @@ def ingest_source(
         try:
             read: FileRead = read_file(path, spec)
         except UnreadableFile as exc:
-            file_rows.append(_file_load_row(landed, spec, seq, "quarantined", reason=str(exc),
-                                            loaded_at=loaded_at))
+            file_rows.append(
+                _file_load_row(landed, spec, seq, "quarantined", reason=str(exc), loaded_at=loaded_at)
+            )
             summary.quarantined[landed.name] = str(exc)
             log.warning("%s: %s quarantined: %s", spec.name, landed.name, exc)
             seq += 1
@@ -184,19 +195,37 @@ def ingest_source(
         # Rows read = rows kept as text + rows that could not even be split into columns.
         rows_read = read.tables[main].height + sum(1 for e in read.row_errors if e.table == main)
         control = control_total_check(read.tables[main], read.control_total)
-        file_rows.append(_file_load_row(landed, spec, seq, "loaded", rows_read=rows_read, control=control,
-                                        notes=read.notes, loaded_at=loaded_at))
+        file_rows.append(
+            _file_load_row(
+                landed,
+                spec,
+                seq,
+                "loaded",
+                rows_read=rows_read,
+                control=control,
+                notes=read.notes,
+                loaded_at=loaded_at,
+            )
+        )
         for table in spec.tables.values():
             frame = read.tables.get(table.name)
             if frame is not None and frame.height:
                 raw_frames[table.name].append(_with_lineage(frame, load_id, landed.name, table.raw_columns))
                 summary.rows_read[table.name] = summary.rows_read.get(table.name, 0) + frame.height
         for error in read.row_errors:
-            reject_rows.append({
-                "load_id": load_id, "source": spec.name, "table_name": error.table,
-                "file_name": landed.name, "source_row": error.source_row, "column_name": error.column,
-                "raw_value": error.raw_value, "reason": error.reason, "stage": "read",
-            })
+            reject_rows.append(
+                {
+                    "load_id": load_id,
+                    "source": spec.name,
+                    "table_name": error.table,
+                    "file_name": landed.name,
+                    "source_row": error.source_row,
+                    "column_name": error.column,
+                    "raw_value": error.raw_value,
+                    "reason": error.reason,
+                    "stage": "read",
+                }
+            )
         summary.rows_rejected += len(read.row_errors)
         summary.loaded.append(landed.name)
         loaded_by_sha[landed.sha256] = landed.name
@@ -218,13 +247,27 @@ def ingest_source(
 
 
 _FILE_LOADS_SCHEMA = {
-    "load_id": pl.String, "file_seq": pl.Int64, "source": pl.String, "file_name": pl.String,
-    "sha256": pl.String, "size_bytes": pl.Int64, "rows_read": pl.Int64, "control_total_ok": pl.Boolean,
-    "status": pl.String, "reason": pl.String, "details": pl.String,
+    "load_id": pl.String,
+    "file_seq": pl.Int64,
+    "source": pl.String,
+    "file_name": pl.String,
+    "sha256": pl.String,
+    "size_bytes": pl.Int64,
+    "rows_read": pl.Int64,
+    "control_total_ok": pl.Boolean,
+    "status": pl.String,
+    "reason": pl.String,
+    "details": pl.String,
     "loaded_at": pl.Datetime("us", "UTC"),
 }
 _REJECT_SCHEMA = {
-    "load_id": pl.String, "source": pl.String, "table_name": pl.String, "file_name": pl.String,
-    "source_row": pl.String, "column_name": pl.String, "raw_value": pl.String, "reason": pl.String,
+    "load_id": pl.String,
+    "source": pl.String,
+    "table_name": pl.String,
+    "file_name": pl.String,
+    "source_row": pl.String,
+    "column_name": pl.String,
+    "raw_value": pl.String,
+    "reason": pl.String,
     "stage": pl.String,
 }

@@ -61,27 +61,34 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> dict[str, st.Stag
         return {"entities": st.stage_entities(_current_raw(con, spec, "entities"), tables["entities"])}
     if name == "tax_platform":
         return {
-            "tax_platform": st.stage_tax_platform(_current_raw(con, spec, "tax_platform"),
-                                                  tables["tax_platform"], entities),
-            "tax_platform_lines": st.stage_tax_platform_lines(_current_raw(con, spec, "tax_platform_lines"),
-                                                              tables["tax_platform_lines"]),
+            "tax_platform": st.stage_tax_platform(
+                _current_raw(con, spec, "tax_platform"), tables["tax_platform"], entities
+            ),
+            "tax_platform_lines": st.stage_tax_platform_lines(
+                _current_raw(con, spec, "tax_platform_lines"), tables["tax_platform_lines"]
+            ),
         }
     if name == "einvoice":
         invoices = _current_raw(con, spec, "einvoice")
-        formats = invoices.select("_load_id", pl.col("file_format").str.strip_chars().alias("__format")).unique(
-            "_load_id")
+        formats = invoices.select(
+            "_load_id", pl.col("file_format").str.strip_chars().alias("__format")
+        ).unique("_load_id")
         return {
             "einvoice": st.stage_einvoice(invoices, tables["einvoice"], entities),
-            "einvoice_lines": st.stage_einvoice_lines(_current_raw(con, spec, "einvoice_lines"),
-                                                      tables["einvoice_lines"], formats),
+            "einvoice_lines": st.stage_einvoice_lines(
+                _current_raw(con, spec, "einvoice_lines"), tables["einvoice_lines"], formats
+            ),
         }
     if name == "erp":
         erp = st.stage_erp(_current_raw(con, spec, "erp"), tables["erp"], entities)
         refs = st.Staged(st.erp_invoice_refs(erp.table), st.empty_rejects())
         return {"erp": erp, "erp_invoice_refs": refs}
     if name == "reimbursement":
-        return {"reimbursement": st.stage_reimbursement(_current_raw(con, spec, "reimbursement"),
-                                                        tables["reimbursement"])}
+        return {
+            "reimbursement": st.stage_reimbursement(
+                _current_raw(con, spec, "reimbursement"), tables["reimbursement"]
+            )
+        }
     if name == "sync_log":
         return {"sync_log": st.stage_sync_log(_current_raw(con, spec, "sync_log"), tables["sync_log"])}
     raise ValueError(f"no staging for source {name!r}")
@@ -106,7 +113,10 @@ def write_staged(con: duckdb.DuckDBPyConnection, source: str, staged: dict[str, 
                 pl.lit(table_name).alias("table_name"),
                 pl.col("_source_file").alias("file_name"),
                 pl.col("_source_row").alias("source_row"),
-                "column_name", "raw_value", "reason", "stage",
+                "column_name",
+                "raw_value",
+                "reason",
+                "stage",
             )
             con.execute("insert into audit.rejected_rows by name select * from rejects")
             counts[table_name] = result.table.height

@@ -374,7 +374,14 @@ def stage_einvoice(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -
         Field("seller_name", _text("seller_name")),
         Field("buyer_tin", _ident("buyer_tin")),
         Field("buyer_name", _text("buyer_name")),
-        *_amount_fields(),
+        Field("amount_excl_tax", nz.parse_amount(pl.col("amount_excl_tax")), "amount_excl_tax", required=True,
+              reason="not an amount"),
+        Field("tax_amount", pl.coalesce(nz.parse_amount(pl.col("tax_amount")),
+                                        nz.parse_amount(pl.col("amount_incl_tax"))
+                                        - nz.parse_amount(pl.col("amount_excl_tax"))),
+              "tax_amount", required=True, reason="not an amount"),
+        Field("amount_incl_tax", nz.parse_amount(pl.col("amount_incl_tax")), "amount_incl_tax", required=True,
+              reason="not an amount"),
         Field("drawer", _text("drawer")),
         Field("remark", _text("remark")),
     ]

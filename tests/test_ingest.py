@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import ERP_ROWS, write_erp_csv, write_platform_workbook
+
 from invoice_pipeline import project
 from invoice_pipeline.ingest import ingest_source, list_landed_files
 from invoice_pipeline.layers import stage, write_staged
@@ -38,17 +38,23 @@ def snapshot(con) -> dict[str, list[tuple]]:
     ).fetchall()
     result = {}
     for schema, table in tables:
-        rows = con.execute(f'select * exclude (loaded_at) from {schema}."{table}"' if table == "file_loads"
-                           else f'select * from {schema}."{table}"').fetchall()
+        rows = con.execute(
+            f'select * exclude (loaded_at) from {schema}."{table}"'
+            if table == "file_loads"
+            else f'select * from {schema}."{table}"'
+        ).fetchall()
         result[f"{schema}.{table}"] = sorted(rows, key=repr)
     return result
 
 
 def load_log(con) -> dict[str, tuple]:
-    return {row[0]: row[1:] for row in con.execute(
-        "select file_name, status, rows_read, rows_loaded, rows_rejected, control_total_ok, reason, is_current "
-        "from audit.load_log"
-    ).fetchall()}
+    return {
+        row[0]: row[1:]
+        for row in con.execute(
+            "select file_name, status, rows_read, rows_loaded, rows_rejected, control_total_ok, reason, "
+            "is_current from audit.load_log"
+        ).fetchall()
+    }
 
 
 def test_tiny_tree_lands_in_raw_and_staging(tiny_data_dir, con):
@@ -129,8 +135,10 @@ def test_changed_file_with_same_name_is_a_new_load_that_supersedes(tiny_data_dir
     assert sorted(versions) == [(2, 1, False), (3, 0, True)]
     assert scalar(con, "select count(*) from raw.erp") == 6
     assert scalar(con, "select count(*) from staging.erp") == 3
-    current_rejects = ("select count(*) from audit.rejected_rows where stage = 'parse' "
-                       "and load_id in (select load_id from audit.current_loads)")
+    current_rejects = (
+        "select count(*) from audit.rejected_rows where stage = 'parse' "
+        "and load_id in (select load_id from audit.current_loads)"
+    )
     assert scalar(con, current_rejects) == 0
 
 

@@ -32,7 +32,9 @@ def _markdown(frame) -> str:
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = [
-        "| " + " | ".join("" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
+        "| "
+        + " | ".join("" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row)
+        + " |"
         for row in frame.iter_rows()
     ]
     return "\n".join([header, rule, *body])

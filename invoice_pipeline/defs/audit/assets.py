@@ -30,19 +30,24 @@ def load_log(warehouse: Warehouse) -> dg.MaterializeResult:
     does not hold.
     """
     with warehouse.connect() as con:
-        by_status = dict(con.execute(
-            "select status, count(*) from audit.load_log group by status order by status").fetchall())
+        by_status = dict(
+            con.execute(
+                "select status, count(*) from audit.load_log group by status order by status"
+            ).fetchall()
+        )
         problems = con.sql(
-            "select source, file_name, status, coalesce(reason, 'control total does not match 合计行') as reason "
-            "from audit.load_log where status = 'quarantined' or control_total_ok = false "
+            "select source, file_name, status, "
+            "coalesce(reason, 'control total does not match 合计行') as reason from audit.load_log where status = 'quarantined' or control_total_ok = false "
             "order by source, file_name"
         ).fetchall()
         metadata = table_metadata(con, "audit", "load_log")
     table = "| source | file | status | reason |\n|---|---|---|---|\n" + "\n".join(
         f"| {s} | {f} | {st} | {r} |" for s, f, st, r in problems
     )
-    return dg.MaterializeResult(metadata={
-        **metadata,
-        **{f"files_{status}": count for status, count in by_status.items()},
-        "files_needing_attention": dg.MetadataValue.md(table if problems else "_(none)_"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            **{f"files_{status}": count for status, count in by_status.items()},
+            "files_needing_attention": dg.MetadataValue.md(table if problems else "_(none)_"),
+        }
+    )

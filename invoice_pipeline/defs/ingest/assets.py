@@ -22,8 +22,11 @@ def build_ingest_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                 f"Grain: {table.grain}; all loads kept, audit.current_loads says which are current."
             ),
             kinds={"duckdb", "polars"},
-            metadata={"dagster/table_name": f"raw.{table.name}", "landing": f"landing/{spec.landing}",
-                      "file_globs": ", ".join(spec.globs)},
+            metadata={
+                "dagster/table_name": f"raw.{table.name}",
+                "landing": f"landing/{spec.landing}",
+                "file_globs": ", ".join(spec.globs),
+            },
         )
         for table in spec.tables.values()
     ]

@@ -52,7 +52,9 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
             for table in STAGING_TABLES[spec.name]:
                 rejected = staged[table].rejects.height
                 if rejected:
-                    context.log.warning(f"staging.{table}: {rejected} rejected value(s), see audit.rejected_rows")
+                    context.log.warning(
+                        f"staging.{table}: {rejected} rejected value(s), see audit.rejected_rows"
+                    )
                 yield dg.MaterializeResult(
                     asset_key=staging_key(table),
                     metadata={
