@@ -37,7 +37,8 @@ def load_log(warehouse: Warehouse) -> dg.MaterializeResult:
         )
         problems = con.sql(
             "select source, file_name, status, "
-            "coalesce(reason, 'control total does not match 合计行') as reason from audit.load_log where status = 'quarantined' or control_total_ok = false "
+            "coalesce(reason, 'control total does not match 合计行') as reason from audit.load_log "
+            "where status = 'quarantined' or control_total_ok = false "
             "order by source, file_name"
         ).fetchall()
         metadata = table_metadata(con, "audit", "load_log")
