@@ -44,7 +44,7 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
     if not project.landing_dir(data_dir).is_dir():
         raise PipelineError(f"no landing folder at {project.landing_dir(data_dir)}")
     os.environ[project.DATA_DIR_ENV] = str(data_dir)
-    job = defs().get_job_def("nightly")
+    job = defs().resolve_job_def("nightly")
     run_config = {
         "resources": {
             "warehouse": {"config": {"data_dir": str(data_dir)}},
@@ -59,7 +59,9 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
         if failures:
             step = failures[0]
             error = step.step_failure_data.error
-            message = error.message.strip().splitlines()[-1] if error else "step failed"
+            while error is not None and error.cause is not None:
+                error = error.cause  # the user's exception, not Dagster's wrapper
+            message = error.message.strip().splitlines()[0] if error else "step failed"
             raise PipelineError(f"step {step.step_key} failed: {message}")
         raise PipelineError("the run did not succeed (see the Dagster event log)")
 

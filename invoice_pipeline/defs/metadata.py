@@ -22,19 +22,19 @@ def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str, prev
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, data_type) for name, data_type in columns]
         ),
-        "preview": dg.MetadataValue.md(_markdown(preview)),
+        "preview": dg.MetadataValue.md(markdown_table(preview.columns, preview.iter_rows())),
     }
 
 
-def _markdown(frame) -> str:
-    if frame.is_empty():
+def markdown_table(headers, rows) -> str:
+    """A Markdown table for the UI; cells are escaped so data cannot break the layout."""
+    rows = list(rows)
+    if not rows:
         return "_(no rows)_"
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = [
-        "| "
-        + " | ".join("" if v is None else str(v).replace("|", "\\|").replace("\n", " ") for v in row)
-        + " |"
-        for row in frame.iter_rows()
-    ]
-    return "\n".join([header, rule, *body])
+
+    def cell(value) -> str:
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""The findings ledger: run every rule of `checks/`, merge the results into `audit.findings`.
+
+A rule is `checks/sql/<rule_id>.sql`, one SELECT returning one row per problem with the
+columns `entity_tin, direction, period, invoice_uid, subject, amount` and any further
+columns as evidence (packed into `details` as JSON, and typed again in the view
+`audit.<rule_id>`). Thresholds from `checks/rules.yaml` are bound as named parameters.
+
+A finding's id is a hash of what identifies the problem (rule, entity, direction, subject),
+so the same problem keeps its id across runs. A finding that is no longer found is
+resolved, not deleted; if it comes back it is reopened and keeps its history, which is
+also written as events to `audit.finding_events`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import yaml
+from duckdb.sqltypes import VARCHAR
+
+from invoice_pipeline.project import CHECKS_DIR
+from invoice_pipeline.tin import tin_problem
+from invoice_pipeline.warehouse import quote, scalar, transaction
+
+SEVERITIES = ("error", "warning", "info")
+KEY_COLUMNS = ("entity_tin", "direction", "period", "invoice_uid", "subject", "amount")
+
+_FINDINGS_DDL = """
+create table if not exists audit.findings (
+    finding_id varchar primary key,
+    rule_id varchar not null,
+    severity varchar not null,
+    entity_tin varchar,
+    direction varchar,
+    period varchar,
+    invoice_uid varchar,
+    subject varchar not null,
+    amount decimal(18, 2),
+    details json,
+    first_seen_at timestamptz not null,
+    last_seen_at timestamptz not null,
+    resolved_at timestamptz,
+    status varchar not null
+)
+"""
+_EVENTS_DDL = """
+create table if not exists audit.finding_events (
+    finding_id varchar not null,
+    run_id varchar not null,
+    event varchar not null,
+    event_at timestamptz not null
+)
+"""
+_RUNS_DDL = """
+create table if not exists audit.runs (
+    run_id varchar primary key,
+    started_at timestamptz not null,
+    evaluated_at timestamptz not null,
+    as_of date,
+    layer_rows json,
+    findings_open bigint,
+    findings_opened bigint,
+    findings_reopened bigint,
+    findings_resolved bigint
+)
+"""
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    severity: str
+    family: str
+    description: str
+    thresholds: dict = field(default_factory=dict)
+    sql_path: Path | None = None
+
+    @property
+    def sql(self) -> str:
+        assert self.sql_path is not None
+        return self.sql_path.read_text(encoding="utf-8")
+
+
+@cache
+def load_rules(checks_dir: Path = CHECKS_DIR) -> dict[str, Rule]:
+    """Every rule of checks/rules.yaml with its SQL file; a rule without one is an error."""
+    data = yaml.safe_load((checks_dir / "rules.yaml").read_text(encoding="utf-8"))
+    rules = {}
+    for rule_id, spec in data["rules"].items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", rule_id):
+            raise ValueError(f"rules.yaml: {rule_id!r} is not a lower-case identifier")
+        if spec["severity"] not in SEVERITIES:
+            raise ValueError(f"rules.yaml: {rule_id}: severity must be one of {SEVERITIES}")
+        sql_path = checks_dir / "sql" / f"{rule_id}.sql"
+        if not sql_path.is_file():
+            raise FileNotFoundError(f"rules.yaml names {rule_id} but {sql_path} does not exist")
+        rules[rule_id] = Rule(
+            rule_id,
+            spec["severity"],
+            spec["family"],
+            " ".join(spec["description"].split()),
+            dict(spec.get("thresholds") or {}),
+            sql_path,
+        )
+    return rules
+
+
+def ensure_findings_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_FINDINGS_DDL)
+    con.execute(_EVENTS_DDL)
+    con.execute(_RUNS_DDL)
+
+
+def prepare_rule_inputs(con: duckdb.DuckDBPyConnection, checks_dir: Path = CHECKS_DIR) -> None:
+    """What the rules read besides the warehouse: the rate table (a temp table) and the
+    `tin_problem(tin)` function (GB 32100 and resident-ID checks live in Python, tin.py)."""
+    try:
+        con.create_function(
+            "tin_problem", tin_problem, [VARCHAR], VARCHAR, null_handling="special", side_effects=False
+        )
+    except duckdb.CatalogException:
+        pass  # already registered on this connection
+    path = checks_dir / "rate_table.csv"
+    con.execute(
+        "create or replace temp table rate_table as "
+        "select rate_label, cast(valid_from as date) as valid_from, cast(valid_to as date) as valid_to "
+        "from read_csv(?, header = true, all_varchar = true)",
+        [str(path)],
+    )
+
+
+def rule_parameters(rule: Rule, as_of: datetime) -> dict:
+    """Named parameters a rule's SQL may use: its thresholds, and the as-of instant."""
+    params = {"as_of": as_of}
+    params.update(rule.thresholds)
+    used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", rule.sql))
+    missing = used - set(params)
+    if missing:
+        raise ValueError(
+            f"{rule.rule_id}.sql uses ${', $'.join(sorted(missing))} but rules.yaml gives no value"
+        )
+    return {name: value for name, value in params.items() if name in used}
+
+
+def evaluate_rule(con: duckdb.DuckDBPyConnection, rule: Rule, as_of: datetime) -> str:
+    """Materialise one rule's offending rows into temp table `rule_<id>`; returns its name."""
+    table = f"rule_{rule.rule_id}"
+    con.execute(f"create or replace temp table {quote(table)} as {rule.sql}", rule_parameters(rule, as_of))
+    columns = [
+        c
+        for (c,) in con.execute(
+            "select column_name from duckdb_columns() where table_name = ? and database_name = 'temp' order by column_index",
+            [table],
+        ).fetchall()
+    ]
+    missing = [c for c in KEY_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{rule.rule_id}.sql must return columns {', '.join(missing)}")
+    return table
+
+
+def evidence_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(name, type) of the evidence columns of an evaluated rule."""
+    return [
+        (c, t)
+        for c, t in con.execute(
+            "select column_name, data_type from duckdb_columns() where table_name = ? and database_name = 'temp' "
+            "order by column_index",
+            [table],
+        ).fetchall()
+        if c not in KEY_COLUMNS
+    ]
+
+
+def _current_findings_sql(rules: dict[str, Rule], tables: dict[str, str], con) -> str:
+    selects = []
+    for rule_id, table in tables.items():
+        rule = rules[rule_id]
+        evidence = evidence_columns(con, table)
+        details = (
+            "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c, _ in evidence) + "))"
+            if evidence
+            else "cast(null as json)"
+        )
+        selects.append(
+            f"select '{rule_id}' as rule_id, '{rule.severity}' as severity, "
+            f"cast(entity_tin as varchar) as entity_tin, cast(direction as varchar) as direction, "
+            f"cast(period as varchar) as period, cast(invoice_uid as varchar) as invoice_uid, "
+            f"cast(subject as varchar) as subject, cast(amount as decimal(18, 2)) as amount, "
+            f"{details} as details from {quote(table)}"
+        )
+    union = "\nunion all\n".join(selects)
+    return (
+        "select left(sha256(concat_ws('|', rule_id, coalesce(entity_tin, ''), coalesce(direction, ''), subject)), 16) "
+        f"as finding_id, * from ({union})"
+    )
+
+
+@dataclass
+class MergeResult:
+    opened: int
+    reopened: int
+    resolved: int
+    open: int
+    by_rule: dict[str, int]
+
+
+def merge_findings(
+    con: duckdb.DuckDBPyConnection, run_id: str, at: datetime, rules: dict[str, Rule] | None = None
+) -> MergeResult:
+    """Evaluate every rule and merge into audit.findings, in one transaction."""
+    rules = rules or load_rules()
+    ensure_findings_tables(con)
+    prepare_rule_inputs(con)
+    tables = {rule_id: evaluate_rule(con, rule, at) for rule_id, rule in rules.items()}
+    current_sql = _current_findings_sql(rules, tables, con)
+    with transaction(con):
+        con.execute(f"create or replace temp table current_findings as {current_sql}")
+        duplicates = scalar(con, "select count(*) - count(distinct finding_id) from current_findings")
+        if duplicates:
+            example = con.execute(
+                "select rule_id, subject from current_findings group by all having count(*) > 1 limit 1"
+            ).fetchall()
+            raise ValueError(f"a rule returned the same problem twice: {example[0]}")
+        reopened = con.execute(
+            "select f.finding_id from audit.findings f join current_findings c using (finding_id) "
+            "where f.status = 'resolved'"
+        ).fetchall()
+        opened = con.execute(
+            "select c.finding_id from current_findings c anti join audit.findings f using (finding_id)"
+        ).fetchall()
+        resolved = con.execute(
+            "select f.finding_id from audit.findings f anti join current_findings c using (finding_id) "
+            "where f.status = 'open'"
+        ).fetchall()
+        con.execute(
+            """
+            update audit.findings as f set
+                severity = c.severity, entity_tin = c.entity_tin, direction = c.direction, period = c.period,
+                invoice_uid = c.invoice_uid, amount = c.amount, details = c.details,
+                last_seen_at = $at, resolved_at = null, status = 'open'
+            from current_findings as c
+            where f.finding_id = c.finding_id
+            """,
+            {"at": at},
+        )
+        con.execute(
+            """
+            insert into audit.findings
+            select c.finding_id, c.rule_id, c.severity, c.entity_tin, c.direction, c.period, c.invoice_uid,
+                c.subject, c.amount, c.details, $at, $at, null, 'open'
+            from current_findings as c anti join audit.findings as f using (finding_id)
+            """,
+            {"at": at},
+        )
+        con.execute(
+            """
+            update audit.findings set resolved_at = $at, status = 'resolved'
+            where status = 'open' and finding_id not in (select finding_id from current_findings)
+            """,
+            {"at": at},
+        )
+        events = [(fid, run_id, "opened", at) for (fid,) in opened]
+        events += [(fid, run_id, "reopened", at) for (fid,) in reopened]
+        events += [(fid, run_id, "resolved", at) for (fid,) in resolved]
+        if events:
+            con.executemany("insert into audit.finding_events values (?, ?, ?, ?)", events)
+        _create_rule_views(con, rules, tables)
+        open_count = int(scalar(con, "select count(*) from audit.findings where status = 'open'") or 0)
+        by_rule = dict(
+            con.execute(
+                "select rule_id, count(*) from audit.findings where status = 'open' group by rule_id"
+            ).fetchall()
+        )
+    return MergeResult(len(opened), len(reopened), len(resolved), open_count, by_rule)
+
+
+def _create_rule_views(
+    con: duckdb.DuckDBPyConnection, rules: dict[str, Rule], tables: dict[str, str]
+) -> None:
+    """audit.<rule_id>: the rule's open findings with its evidence as typed columns."""
+    for rule_id, table in tables.items():
+        typed = "".join(
+            f", try_cast(details ->> '{name}' as {data_type}) as {quote(name)}"
+            for name, data_type in evidence_columns(con, table)
+            if "[]" not in data_type and "STRUCT" not in data_type and "MAP" not in data_type
+        )
+        con.execute(
+            f"create or replace view audit.{quote(rule_id)} as "
+            f"select finding_id, severity, entity_tin, direction, period, invoice_uid, subject, amount{typed}, "
+            f"details, first_seen_at, last_seen_at from audit.findings "
+            f"where rule_id = '{rule_id}' and status = 'open'"
+        )
+        # COMMENT takes no parameters; the text comes from rules.yaml in the repository.
+        comment = rules[rule_id].description.replace("'", "''")
+        con.execute(f"comment on view audit.{quote(rule_id)} is '{comment}'")
