@@ -14,7 +14,8 @@ invoice_totals as (
         sum(amount_excl_tax) as invoice_excl_tax,
         sum(tax_amount) as invoice_tax,
         sum(amount_incl_tax) as invoice_incl_tax,
-        list(invoice_uid order by invoice_uid) as invoice_uids
+        list(invoice_uid order by invoice_uid) as invoice_uids,
+        min(tax_period) as invoice_period
     from links
     group by erp_doc_id
 ),
@@ -23,7 +24,7 @@ compared as (
     select
         e.entity_tin,
         e.direction,
-        e.tax_period as period,
+        t.invoice_period as period,
         e.erp_doc_id,
         t.invoice_uids,
         e.amount_excl_tax as erp_excl_tax,

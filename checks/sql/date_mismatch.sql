@@ -2,7 +2,7 @@
 select
     e.entity_tin,
     e.direction,
-    e.tax_period as period,
+    min(i.tax_period) as period,
     any_value(i.invoice_uid) as invoice_uid,
     e.erp_doc_id as subject,
     e.amount_incl_tax as amount,

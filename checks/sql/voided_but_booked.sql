@@ -3,7 +3,7 @@
 select
     e.entity_tin,
     e.direction,
-    e.tax_period as period,
+    i.tax_period as period,
     i.invoice_uid,
     e.erp_doc_id as subject,
     i.amount_incl_tax as amount,
