@@ -13,6 +13,7 @@ also written as events to `audit.finding_events`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,12 +120,10 @@ def ensure_findings_tables(con: duckdb.DuckDBPyConnection) -> None:
 def prepare_rule_inputs(con: duckdb.DuckDBPyConnection, checks_dir: Path = CHECKS_DIR) -> None:
     """What the rules read besides the warehouse: the rate table (a temp table) and the
     `tin_problem(tin)` function (GB 32100 and resident-ID checks live in Python, tin.py)."""
-    try:
+    with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
         con.create_function(
             "tin_problem", tin_problem, [VARCHAR], VARCHAR, null_handling="special", side_effects=False
         )
-    except duckdb.CatalogException:
-        pass  # already registered on this connection
     path = checks_dir / "rate_table.csv"
     con.execute(
         "create or replace temp table rate_table as "
@@ -154,7 +153,8 @@ def evaluate_rule(con: duckdb.DuckDBPyConnection, rule: Rule, as_of: datetime) -
     columns = [
         c
         for (c,) in con.execute(
-            "select column_name from duckdb_columns() where table_name = ? and database_name = 'temp' order by column_index",
+            "select column_name from duckdb_columns() "
+            "where table_name = ? and database_name = 'temp' order by column_index",
             [table],
         ).fetchall()
     ]
@@ -169,8 +169,8 @@ def evidence_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[s
     return [
         (c, t)
         for c, t in con.execute(
-            "select column_name, data_type from duckdb_columns() where table_name = ? and database_name = 'temp' "
-            "order by column_index",
+            "select column_name, data_type from duckdb_columns() "
+            "where table_name = ? and database_name = 'temp' order by column_index",
             [table],
         ).fetchall()
         if c not in KEY_COLUMNS
@@ -196,8 +196,8 @@ def _current_findings_sql(rules: dict[str, Rule], tables: dict[str, str], con) -
         )
     union = "\nunion all\n".join(selects)
     return (
-        "select left(sha256(concat_ws('|', rule_id, coalesce(entity_tin, ''), coalesce(direction, ''), subject)), 16) "
-        f"as finding_id, * from ({union})"
+        "select left(sha256(concat_ws('|', rule_id, coalesce(entity_tin, ''), coalesce(direction, ''), "
+        f"subject)), 16) as finding_id, * from ({union})"
     )
 
 
@@ -292,8 +292,8 @@ def _create_rule_views(
         )
         con.execute(
             f"create or replace view audit.{quote(rule_id)} as "
-            f"select finding_id, severity, entity_tin, direction, period, invoice_uid, subject, amount{typed}, "
-            f"details, first_seen_at, last_seen_at from audit.findings "
+            f"select finding_id, severity, entity_tin, direction, period, invoice_uid, subject, "
+            f"amount{typed}, details, first_seen_at, last_seen_at from audit.findings "
             f"where rule_id = '{rule_id}' and status = 'open'"
         )
         # COMMENT takes no parameters; the text comes from rules.yaml in the repository.

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write_erp_csv
+
 from invoice_pipeline import project
 from invoice_pipeline.cli import run_pipeline
 from invoice_pipeline.findings import load_rules
@@ -26,8 +26,12 @@ def query(data_dir: Path, sql: str, params=None) -> list[tuple]:
 
 
 def open_findings(data_dir: Path) -> set[tuple]:
-    return set(query(data_dir, "select rule_id, subject, entity_tin, direction from audit.findings "
-                               "where status = 'open'"))
+    return set(
+        query(
+            data_dir,
+            "select rule_id, subject, entity_tin, direction from audit.findings where status = 'open'",
+        )
+    )
 
 
 def expected_findings(truth: dict) -> set[tuple]:
@@ -39,8 +43,12 @@ def assert_findings_equal_truth(data_dir: Path, truth: dict) -> None:
     expected = expected_findings(truth)
     assert sorted(expected - found) == [], "planted problems not found"
     assert sorted(found - expected) == [], "findings that were not planted"
-    periods = {(r, s): p for r, s, p in query(data_dir, "select rule_id, subject, period from audit.findings "
-                                                         "where status = 'open'")}
+    periods = {
+        (r, s): p
+        for r, s, p in query(
+            data_dir, "select rule_id, subject, period from audit.findings where status = 'open'"
+        )
+    }
     for problem in truth["problems"]:
         if problem.get("period"):
             assert periods[(problem["rule_id"], problem["subject"])] == problem["period"], problem
@@ -61,9 +69,16 @@ def test_findings_equal_truth_on_the_shared_sample(generated_data_dir):
 def test_lookalikes_raise_nothing(generated_data_dir):
     truth = json.loads((generated_data_dir / "truth.json").read_text(encoding="utf-8"))
     run_pipeline(generated_data_dir, truth["as_of"])
-    flagged = {s for (s,) in query(generated_data_dir, "select subject from audit.findings where status = 'open'")}
-    flagged |= {u for (u,) in query(generated_data_dir, "select invoice_uid from audit.findings "
-                                                        "where status = 'open' and invoice_uid is not null")}
+    flagged = {
+        s for (s,) in query(generated_data_dir, "select subject from audit.findings where status = 'open'")
+    }
+    flagged |= {
+        u
+        for (u,) in query(
+            generated_data_dir,
+            "select invoice_uid from audit.findings where status = 'open' and invoice_uid is not null",
+        )
+    }
     kinds = set()
     for lookalike in truth["lookalikes"]:
         kinds.add(lookalike["kind"])
@@ -98,9 +113,29 @@ def _booking_row(data_dir: Path, invoice_uid: str, doc_no: str, cancelled: bool)
         "where i.invoice_uid = ?",
         [invoice_uid],
     )[0]
-    return [org, "销项" if direction == "issued" else "进项", doc_no, "记-999", str(issue_date), period, name or "",
-            counterparty or "", "", code or "", digital or number, str(issue_date), str(excl), "", str(tax),
-            str(incl), "CNY", "已审核", "是" if cancelled else "否", "补录员", "late booking"]
+    return [
+        org,
+        "销项" if direction == "issued" else "进项",
+        doc_no,
+        "记-999",
+        str(issue_date),
+        period,
+        name or "",
+        counterparty or "",
+        "",
+        code or "",
+        digital or number,
+        str(issue_date),
+        str(excl),
+        "",
+        str(tax),
+        str(incl),
+        "CNY",
+        "已审核",
+        "是" if cancelled else "否",
+        "补录员",
+        "late booking",
+    ]
 
 
 def test_findings_resolve_when_fixed_and_reopen_with_history(tmp_path):
@@ -115,15 +150,32 @@ def test_findings_resolve_when_fixed_and_reopen_with_history(tmp_path):
     # Fix: the invoice is booked late, and the stale sync system succeeds again.
     erp_file = project.landing_dir(data_dir) / "erp" / "late_bookings.csv"
     write_erp_csv(erp_file, [_booking_row(data_dir, fixed_invoice, "LATE-0001", cancelled=False)])
-    (project.landing_dir(data_dir) / "sync_log" / "rerun.jsonl").write_text(json.dumps({
-        "run_id": "manual-rerun", "system": fixed_system, "entity_tin": None,
-        "started_at": "2026-11-02T01:20:00+08:00", "finished_at": "2026-11-02T01:30:00+08:00",
-        "status": "success", "records_read": 1, "records_written": 1, "records_failed": 0, "error": None,
-    }) + "\n", encoding="utf-8")
+    (project.landing_dir(data_dir) / "sync_log" / "rerun.jsonl").write_text(
+        json.dumps(
+            {
+                "run_id": "manual-rerun",
+                "system": fixed_system,
+                "entity_tin": None,
+                "started_at": "2026-11-02T01:20:00+08:00",
+                "finished_at": "2026-11-02T01:30:00+08:00",
+                "status": "success",
+                "records_read": 1,
+                "records_written": 1,
+                "records_failed": 0,
+                "error": None,
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     run_pipeline(data_dir, "2026-11-02")
 
-    rows = {(r, s): (st, first, resolved) for r, s, st, first, resolved in query(
-        data_dir, "select rule_id, subject, status, first_seen_at, resolved_at from audit.findings")}
+    rows = {
+        (r, s): (st, first, resolved)
+        for r, s, st, first, resolved in query(
+            data_dir, "select rule_id, subject, status, first_seen_at, resolved_at from audit.findings"
+        )
+    }
     for key in (("missing_in_erp", fixed_invoice), ("sync_stale", fixed_system)):
         status, _, resolved_at = rows[key]
         assert status == "resolved" and resolved_at is not None, key
@@ -137,18 +189,35 @@ def test_findings_resolve_when_fixed_and_reopen_with_history(tmp_path):
     write_erp_csv(erp_file, [_booking_row(data_dir, fixed_invoice, "LATE-0001", cancelled=True)])
     run_pipeline(data_dir, "2026-11-03")
     status, first_seen, resolved_at = query(
-        data_dir, "select status, first_seen_at, resolved_at from audit.findings "
-                  "where rule_id = 'missing_in_erp' and subject = ?", [fixed_invoice])[0]
+        data_dir,
+        "select status, first_seen_at, resolved_at from audit.findings "
+        "where rule_id = 'missing_in_erp' and subject = ?",
+        [fixed_invoice],
+    )[0]
     assert (status, resolved_at) == ("open", None)
-    finding_id = query(data_dir, "select finding_id from audit.findings where rule_id = 'missing_in_erp' "
-                                 "and subject = ?", [fixed_invoice])[0][0]
+    finding_id = query(
+        data_dir,
+        "select finding_id from audit.findings where rule_id = 'missing_in_erp' and subject = ?",
+        [fixed_invoice],
+    )[0][0]
     assert first_seen == before[finding_id]
-    events = [e for (e,) in query(data_dir, "select event from audit.finding_events where finding_id = ? "
-                                            "order by event_at", [finding_id])]
+    events = [
+        e
+        for (e,) in query(
+            data_dir,
+            "select event from audit.finding_events where finding_id = ? order by event_at",
+            [finding_id],
+        )
+    ]
     assert events == ["opened", "resolved", "reopened"]
-    runs = query(data_dir, "select as_of, findings_resolved, findings_reopened from audit.runs order by evaluated_at")
+    runs = query(
+        data_dir, "select as_of, findings_resolved, findings_reopened from audit.runs order by evaluated_at"
+    )
     assert [(str(a), res, reo) for a, res, reo in runs] == [
-        ("2026-11-01", 0, 0), ("2026-11-02", 2, 0), ("2026-11-03", 0, 1)]
+        ("2026-11-01", 0, 0),
+        ("2026-11-02", 2, 0),
+        ("2026-11-03", 0, 1),
+    ]
 
 
 def test_every_rule_has_a_typed_view(generated_data_dir):
@@ -158,6 +227,12 @@ def test_every_rule_has_a_typed_view(generated_data_dir):
         counted = query(generated_data_dir, f'select count(*) from audit."{rule_id}"')[0][0]
         planted = sum(1 for p in truth["problems"] if p["rule_id"] == rule_id)
         assert counted == planted, rule_id
-    columns = [c for (c,) in query(generated_data_dir, "select column_name from duckdb_columns() "
-                                                        "where schema_name = 'audit' and table_name = 'amount_mismatch'")]
+    columns = [
+        c
+        for (c,) in query(
+            generated_data_dir,
+            "select column_name from duckdb_columns() "
+            "where schema_name = 'audit' and table_name = 'amount_mismatch'",
+        )
+    ]
     assert {"erp_incl_tax", "invoice_incl_tax"} <= set(columns)

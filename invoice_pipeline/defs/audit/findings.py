@@ -47,8 +47,8 @@ def _family_check_specs() -> list[dg.AssetCheckSpec]:
             FINDINGS_KEY,
             deps=_RULE_INPUTS,
             description=(
-                "The ledger of every gap and inconsistency (SPEC §4.1): one row per problem, kept across runs "
-                "with first_seen_at, last_seen_at, resolved_at and status open/resolved. Every rule of "
+                "The ledger of every gap and inconsistency (SPEC §4.1): one row per problem, kept across "
+                "runs with first_seen_at, last_seen_at, resolved_at and status open/resolved. Every rule of "
                 "checks/rules.yaml runs as checks/sql/<rule_id>.sql; audit.<rule_id> is a typed view of its "
                 "open findings and audit.finding_events the history of openings, resolutions and reopenings."
             ),

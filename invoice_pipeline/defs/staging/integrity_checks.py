@@ -31,7 +31,7 @@ def build_unique_key_check(table: str, key: tuple[str, ...]) -> dg.AssetChecksDe
         blocking=True,
         pool=WAREHOUSE_POOL,
         description=f"staging.{table} has exactly one row per ({', '.join(key)}) and no null key: "
-                    f"a duplicate would be counted twice by every match and rule downstream.",
+        f"a duplicate would be counted twice by every match and rule downstream.",
     )
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
@@ -39,15 +39,22 @@ def build_unique_key_check(table: str, key: tuple[str, ...]) -> dg.AssetChecksDe
                 f"select {columns}, count(*) as copies from staging.{quote(table)} "
                 f"group by all having count(*) > 1 order by copies desc limit 10"
             ).fetchall()
-            nulls = scalar(con, f"select count(*) from staging.{quote(table)} where "
-                                + " or ".join(f"{quote(c)} is null" for c in key))
+            nulls = scalar(
+                con,
+                f"select count(*) from staging.{quote(table)} where "
+                + " or ".join(f"{quote(c)} is null" for c in key),
+            )
         table_md = "| key | copies |\n|---|---|\n" + "\n".join(
-            f"| {' / '.join(str(v) for v in row[:-1])} | {row[-1]} |" for row in duplicates)
+            f"| {' / '.join(str(v) for v in row[:-1])} | {row[-1]} |" for row in duplicates
+        )
         return dg.AssetCheckResult(
             passed=not duplicates and not nulls,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"duplicate_keys": len(duplicates), "null_keys": int(nulls or 0),
-                      "examples": dg.MetadataValue.md(table_md if duplicates else "_(none)_")},
+            metadata={
+                "duplicate_keys": len(duplicates),
+                "null_keys": int(nulls or 0),
+                "examples": dg.MetadataValue.md(table_md if duplicates else "_(none)_"),
+            },
         )
 
     return _check
@@ -60,12 +67,15 @@ def build_row_accounting_check(table: str) -> dg.AssetChecksDefinition:
         blocking=True,
         pool=WAREHOUSE_POOL,
         description=f"Every current raw.{table} row is either in staging.{table} or in audit.rejected_rows "
-                    f"with a reason: staged = raw - rejected, so no row vanished silently.",
+        f"with a reason: staged = raw - rejected, so no row vanished silently.",
     )
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
-            raw = scalar(con, f"select count(*) from raw.{quote(table)} as r "
-                              "join audit.current_loads as c on r._load_id = c.load_id")
+            raw = scalar(
+                con,
+                f"select count(*) from raw.{quote(table)} as r "
+                "join audit.current_loads as c on r._load_id = c.load_id",
+            )
             rejected = scalar(
                 con,
                 "select count(distinct (r.load_id, r.source_row)) from audit.rejected_rows as r "
@@ -77,8 +87,12 @@ def build_row_accounting_check(table: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=staged == raw - rejected,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"raw_rows": raw, "rejected_rows": rejected, "staged_rows": staged,
-                      "unaccounted": raw - rejected - staged},
+            metadata={
+                "raw_rows": raw,
+                "rejected_rows": rejected,
+                "staged_rows": staged,
+                "unaccounted": raw - rejected - staged,
+            },
         )
 
     return _check
