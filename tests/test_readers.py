@@ -256,7 +256,7 @@ def test_bytes_neither_utf8_nor_gb18030(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_bytes("组织,方向\n".encode() + b"CN01,\xff\xfe\n")
     message = unreadable(path, "erp")
-    assert message.startswith("not valid UTF-8 (byte 0xff at offset 19")
+    assert message.startswith("cannot decode: not valid UTF-8 (byte 0xff at offset 19")
     assert "nor GB18030 (byte 0xff at offset 19" in message
 
 

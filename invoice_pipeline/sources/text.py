@@ -99,7 +99,7 @@ def detect_encoding(path: Path) -> str:
     gb = _decode_stream(path, "gb18030")
     if gb is None:
         return "gb18030"
-    raise UnreadableFile(f"not valid UTF-8 ({utf8.describe()}) nor GB18030 ({gb.describe()})")
+    raise UnreadableFile(f"cannot decode: not valid UTF-8 ({utf8.describe()}) nor GB18030 ({gb.describe()})")
 
 
 @contextmanager
