@@ -68,7 +68,7 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
 
 def summary_lines(data_dir: Path) -> list[str]:
     """What is in the warehouse now, in a few lines for a terminal."""
-    from invoice_pipeline.warehouse import connect, row_count
+    from invoice_pipeline.warehouse import connect, row_count, table_exists
 
     path = project.warehouse_path(data_dir)
     con = connect(path, read_only=True)
@@ -89,6 +89,15 @@ def summary_lines(data_dir: Path) -> list[str]:
             lines.append(f"{layer}: " + ", ".join(f"{t} {row_count(con, layer, t):,}" for t in tables))
         rejected = row_count(con, "audit", "rejected_rows")
         lines.append(f"rejected values: {rejected} (audit.rejected_rows)")
+        if table_exists(con, "audit", "findings"):
+            lines.append("open findings (audit.findings):")
+            for rule_id, severity, count, money in con.execute(
+                "select rule_id, severity, count(*), sum(amount) from audit.findings where status = 'open' "
+                "group by rule_id, severity order by case severity when 'error' then 0 when 'warning' then 1 else 2 end, "
+                "rule_id"
+            ).fetchall():
+                at_stake = f"  {money:,.2f} 元" if money is not None else ""
+                lines.append(f"  {severity:<8}{rule_id:<26}{count:>6}{at_stake}")
         for source, name, reason in con.execute(
             "select source, file_name, reason from audit.load_log where status = 'quarantined' "
             "order by source, file_name"
@@ -125,7 +134,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_pipeline(data_dir, truth.get("as_of", ""))
     print("\n".join(summary_lines(data_dir)))
     print(
-        f"\nanalysts: duckdb {project.warehouse_path(data_dir)} -readonly   (audit.load_log, core.invoices)"
+        f"\nanalysts: duckdb {project.warehouse_path(data_dir)} -readonly   "
+        "(audit.findings, audit.<rule_id>, audit.load_log, core.invoices)"
     )
     print("UI: make ui, then open http://127.0.0.1:3000")
 

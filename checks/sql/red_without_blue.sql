@@ -6,7 +6,7 @@ select
     r.tax_period as period,
     r.invoice_uid,
     r.invoice_uid as subject,
-    r.amount_incl_tax as amount,
+    abs(r.amount_incl_tax) as amount,
     r.original_invoice_uid as blue_invoice_uid,
     r.remark
 from core.authoritative_invoices as r
