@@ -30,6 +30,10 @@ from invoice_pipeline.warehouse import quote, scalar, transaction
 
 SEVERITIES = ("error", "warning", "info")
 KEY_COLUMNS = ("entity_tin", "direction", "period", "invoice_uid", "subject", "amount")
+# What makes two rows the same problem, so that it keeps its finding_id from run to run. A rule
+# whose scope can change while the problem stays the same (a TIN first seen on one entity's
+# invoices, later also on another's) names a narrower identity in rules.yaml.
+DEFAULT_IDENTITY = ("entity_tin", "direction", "subject")
 
 _FINDINGS_DDL = """
 create table if not exists audit.findings (
@@ -80,6 +84,7 @@ class Rule:
     description: str
     thresholds: dict = field(default_factory=dict)
     sql_path: Path | None = None
+    identity: tuple[str, ...] = DEFAULT_IDENTITY
 
     @property
     def sql(self) -> str:
@@ -100,6 +105,9 @@ def load_rules(checks_dir: Path = CHECKS_DIR) -> dict[str, Rule]:
         sql_path = checks_dir / "sql" / f"{rule_id}.sql"
         if not sql_path.is_file():
             raise FileNotFoundError(f"rules.yaml names {rule_id} but {sql_path} does not exist")
+        identity = tuple(spec.get("identity", DEFAULT_IDENTITY))
+        if not set(identity) <= set(DEFAULT_IDENTITY) or "subject" not in identity:
+            raise ValueError(f"rules.yaml: {rule_id}: identity must include subject, within {DEFAULT_IDENTITY}")
         rules[rule_id] = Rule(
             rule_id,
             spec["severity"],
@@ -107,6 +115,7 @@ def load_rules(checks_dir: Path = CHECKS_DIR) -> dict[str, Rule]:
             " ".join(spec["description"].split()),
             dict(spec.get("thresholds") or {}),
             sql_path,
+            identity,
         )
     return rules
 
@@ -187,18 +196,16 @@ def _current_findings_sql(rules: dict[str, Rule], tables: dict[str, str], con) -
             if evidence
             else "cast(null as json)"
         )
+        identity = ", ".join(f"coalesce(cast({quote(c)} as varchar), '')" for c in rule.identity)
         selects.append(
-            f"select '{rule_id}' as rule_id, '{rule.severity}' as severity, "
+            f"select left(sha256(concat_ws('|', '{rule_id}', {identity})), 16) as finding_id, "
+            f"'{rule_id}' as rule_id, '{rule.severity}' as severity, "
             f"cast(entity_tin as varchar) as entity_tin, cast(direction as varchar) as direction, "
             f"cast(period as varchar) as period, cast(invoice_uid as varchar) as invoice_uid, "
             f"cast(subject as varchar) as subject, cast(amount as decimal(18, 2)) as amount, "
             f"{details} as details from {quote(table)}"
         )
-    union = "\nunion all\n".join(selects)
-    return (
-        "select left(sha256(concat_ws('|', rule_id, coalesce(entity_tin, ''), coalesce(direction, ''), "
-        f"subject)), 16) as finding_id, * from ({union})"
-    )
+    return "\nunion all\n".join(selects)
 
 
 @dataclass

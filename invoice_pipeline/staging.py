@@ -378,7 +378,7 @@ def stage_einvoice(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -
               reason="not an amount"),
         Field("tax_amount", pl.coalesce(nz.parse_amount(pl.col("tax_amount")),
                                         nz.parse_amount(pl.col("amount_incl_tax"))
-                                        - nz.parse_amount(pl.col("amount_excl_tax"))),
+                                        - nz.parse_amount(pl.col("amount_excl_tax"))).cast(nz.MONEY),
               "tax_amount", required=True, reason="not an amount"),
         Field("amount_incl_tax", nz.parse_amount(pl.col("amount_incl_tax")), "amount_incl_tax", required=True,
               reason="not an amount"),
@@ -473,7 +473,8 @@ def _finish_lines(staged: Staged) -> Staged:
     )
     kept = table.filter(newest).with_columns(
         pl.int_range(1, pl.len() + 1).over("source", "invoice_uid", order_by="_row_order").alias("line_no"),
-        pl.coalesce(pl.col("amount_incl_tax"), pl.col("amount_excl_tax") + pl.col("tax_amount")).alias(
+        pl.coalesce(pl.col("amount_incl_tax"), pl.col("amount_excl_tax") + pl.col("tax_amount"))
+        .cast(nz.MONEY).alias(
             "amount_incl_tax"
         ),
         pl.col("item_name")

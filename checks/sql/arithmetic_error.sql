@@ -8,8 +8,9 @@ line_totals as (
     select
         source,
         invoice_uid,
-        sum(amount_excl_tax) filter (where not is_goods_list_face) as lines_excl_tax,
-        sum(tax_amount) filter (where not is_goods_list_face) as lines_tax,
+        -- an invoice whose only line is a goods-list face line adds up to nothing, not to null
+        coalesce(sum(amount_excl_tax) filter (where not is_goods_list_face), 0) as lines_excl_tax,
+        coalesce(sum(tax_amount) filter (where not is_goods_list_face), 0) as lines_tax,
         count(*) as line_count
     from core.invoice_lines
     group by source, invoice_uid
