@@ -93,8 +93,8 @@ def summary_lines(data_dir: Path) -> list[str]:
             lines.append("open findings (audit.findings):")
             for rule_id, severity, count, money in con.execute(
                 "select rule_id, severity, count(*), sum(amount) from audit.findings where status = 'open' "
-                "group by rule_id, severity order by case severity when 'error' then 0 when 'warning' then 1 else 2 end, "
-                "rule_id"
+                "group by rule_id, severity "
+                "order by case severity when 'error' then 0 when 'warning' then 1 else 2 end, rule_id"
             ).fetchall():
                 at_stake = f"  {money:,.2f} 元" if money is not None else ""
                 lines.append(f"  {severity:<8}{rule_id:<26}{count:>6}{at_stake}")

@@ -107,7 +107,9 @@ def load_rules(checks_dir: Path = CHECKS_DIR) -> dict[str, Rule]:
             raise FileNotFoundError(f"rules.yaml names {rule_id} but {sql_path} does not exist")
         identity = tuple(spec.get("identity", DEFAULT_IDENTITY))
         if not set(identity) <= set(DEFAULT_IDENTITY) or "subject" not in identity:
-            raise ValueError(f"rules.yaml: {rule_id}: identity must include subject, within {DEFAULT_IDENTITY}")
+            raise ValueError(
+                f"rules.yaml: {rule_id}: identity must include subject, within {DEFAULT_IDENTITY}"
+            )
         rules[rule_id] = Rule(
             rule_id,
             spec["severity"],
