@@ -8,13 +8,17 @@ from invoice_pipeline.layers import Model, build_model, discover_models
 from invoice_pipeline.project import MODELS_DIR
 
 
+# Dagster groups (SPEC §5) by warehouse schema.
+GROUP_OF_SCHEMA = {"core": "core", "audit": "audit", "report": "reports"}
+
+
 def build_model_asset(model: Model, known: set[dg.AssetKey]) -> dg.AssetsDefinition:
     deps = [dg.AssetKey([s, t]) for s, t in model.depends_on if dg.AssetKey([s, t]) in known]
 
     @dg.asset(
         key=dg.AssetKey([model.schema, model.table]),
         deps=deps,
-        group_name=model.schema,
+        group_name=GROUP_OF_SCHEMA[model.schema],
         description=model.description,
         kinds={"duckdb", "sql"},
         pool=WAREHOUSE_POOL,
