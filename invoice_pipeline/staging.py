@@ -63,6 +63,23 @@ def _ident(column: str) -> pl.Expr:
     return nz.clean_identifier(pl.col(column))
 
 
+def _amount(column: str, required: bool = False) -> Field:
+    """A money column parsed to DECIMAL(18,2)."""
+    return Field(column, nz.parse_amount(pl.col(column)), column, required=required, reason="not an amount")
+
+
+def _date(column: str, name: str | None = None, required: bool = False) -> Field:
+    return Field(
+        name or column, nz.parse_date(pl.col(column)), column, required=required, reason="not a date"
+    )
+
+
+def _instant(column: str, required: bool = False) -> Field:
+    return Field(
+        column, nz.parse_instant(pl.col(column)), column, required=required, reason="not an ISO 8601 time"
+    )
+
+
 def _matching(expr: pl.Expr, pattern: str) -> pl.Expr:
     """The value when it matches the pattern, else null (so the row is rejected with a reason)."""
     return pl.when(expr.str.contains(pattern)).then(expr)
@@ -253,10 +270,7 @@ def _identity_fields() -> list[Field]:
 
 
 def _amount_fields(required: bool = True) -> list[Field]:
-    return [
-        Field(column, nz.parse_amount(pl.col(column)), column, required=required, reason="not an amount")
-        for column in ("amount_excl_tax", "tax_amount", "amount_incl_tax")
-    ]
+    return [_amount(column, required) for column in ("amount_excl_tax", "tax_amount", "amount_incl_tax")]
 
 
 def assign_entity(table: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
@@ -374,14 +388,18 @@ def stage_einvoice(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -
         Field("seller_name", _text("seller_name")),
         Field("buyer_tin", _ident("buyer_tin")),
         Field("buyer_name", _text("buyer_name")),
-        Field("amount_excl_tax", nz.parse_amount(pl.col("amount_excl_tax")), "amount_excl_tax", required=True,
-              reason="not an amount"),
-        Field("tax_amount", pl.coalesce(nz.parse_amount(pl.col("tax_amount")),
-                                        nz.parse_amount(pl.col("amount_incl_tax"))
-                                        - nz.parse_amount(pl.col("amount_excl_tax"))).cast(nz.MONEY),
-              "tax_amount", required=True, reason="not an amount"),
-        Field("amount_incl_tax", nz.parse_amount(pl.col("amount_incl_tax")), "amount_incl_tax", required=True,
-              reason="not an amount"),
+        _amount("amount_excl_tax", required=True),
+        Field(
+            "tax_amount",
+            pl.coalesce(
+                nz.parse_amount(pl.col("tax_amount")),
+                nz.parse_amount(pl.col("amount_incl_tax")) - nz.parse_amount(pl.col("amount_excl_tax")),
+            ).cast(nz.MONEY),
+            "tax_amount",
+            required=True,
+            reason="not an amount",
+        ),
+        _amount("amount_incl_tax", required=True),
         Field("drawer", _text("drawer")),
         Field("remark", _text("remark")),
     ]
@@ -433,26 +451,9 @@ def _line_fields(source: pl.Expr) -> list[Field]:
             "unit_price",
             reason="not a number",
         ),
-        Field(
-            "amount_excl_tax",
-            nz.parse_amount(pl.col("amount_excl_tax")),
-            "amount_excl_tax",
-            required=True,
-            reason="not an amount",
-        ),
-        Field(
-            "tax_amount",
-            nz.parse_amount(pl.col("tax_amount")),
-            "tax_amount",
-            required=True,
-            reason="not an amount",
-        ),
-        Field(
-            "amount_incl_tax",
-            nz.parse_amount(pl.col("amount_incl_tax")),
-            "amount_incl_tax",
-            reason="not an amount",
-        ),
+        _amount("amount_excl_tax", required=True),
+        _amount("tax_amount", required=True),
+        _amount("amount_incl_tax"),
         Field(
             "tax_rate", nz.parse_rate(pl.col("tax_rate")), "tax_rate", required=True, reason="not a tax rate"
         ),
@@ -474,9 +475,8 @@ def _finish_lines(staged: Staged) -> Staged:
     kept = table.filter(newest).with_columns(
         pl.int_range(1, pl.len() + 1).over("source", "invoice_uid", order_by="_row_order").alias("line_no"),
         pl.coalesce(pl.col("amount_incl_tax"), pl.col("amount_excl_tax") + pl.col("tax_amount"))
-        .cast(nz.MONEY).alias(
-            "amount_incl_tax"
-        ),
+        .cast(nz.MONEY)
+        .alias("amount_incl_tax"),
         pl.col("item_name")
         .str.contains("详见销货清单", literal=True)
         .fill_null(False)
@@ -557,7 +557,7 @@ def stage_erp(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -> Sta
         ),
         Field("doc_no", _text("doc_no"), "doc_no", required=True),
         Field("voucher_no", _text("voucher_no")),
-        Field("posting_date", nz.parse_date(pl.col("posting_date")), "posting_date", reason="not a date"),
+        _date("posting_date"),
         Field(
             "accounting_period",
             nz.parse_period(pl.col("accounting_period")),
@@ -576,22 +576,11 @@ def stage_erp(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -> Sta
         ),
         Field("invoice_no_raw", _text("invoice_no")),
         Field("invoice_refs", nz.split_invoice_refs(pl.col("invoice_no"))),
-        Field("issue_date", nz.parse_date(pl.col("issue_date")), "issue_date", reason="not a date"),
-        Field(
-            "amount_excl_tax",
-            nz.parse_amount(pl.col("amount_excl_tax")),
-            "amount_excl_tax",
-            reason="not an amount",
-        ),
+        _date("issue_date"),
+        _amount("amount_excl_tax"),
         Field("tax_rate", nz.parse_rate(pl.col("tax_rate")), "tax_rate", reason="not a tax rate"),
-        Field("tax_amount", nz.parse_amount(pl.col("tax_amount")), "tax_amount", reason="not an amount"),
-        Field(
-            "amount_incl_tax",
-            nz.parse_amount(pl.col("amount_incl_tax")),
-            "amount_incl_tax",
-            required=True,
-            reason="not an amount",
-        ),
+        _amount("tax_amount"),
+        _amount("amount_incl_tax", required=True),
         Field(
             "currency",
             pl.col("currency")
@@ -668,9 +657,7 @@ def stage_reimbursement(raw: pl.DataFrame, spec: TableSpec) -> Staged:
         Field("claim_no", _text("claim_no"), "claim_no", required=True),
         Field("claimant", _text("claimant")),
         Field("department", _text("department")),
-        Field(
-            "submitted_date", nz.parse_date(pl.col("submitted_date")), "submitted_date", reason="not a date"
-        ),
+        _date("submitted_date"),
         Field(
             "approval_status",
             pl.when(_text("approval_status").is_in(list(CLAIM_STATUSES))).then(_text("approval_status")),
@@ -682,20 +669,9 @@ def stage_reimbursement(raw: pl.DataFrame, spec: TableSpec) -> Staged:
         Field("invoice_no", _ident("invoice_no"), "invoice_no", required=True, identifier=True),
         Field("ref_kind", ref.struct.field("ref_kind")),
         Field("ref_key", ref.struct.field("ref_key")),
-        Field("issue_date", nz.parse_date(pl.col("issue_date")), "issue_date", reason="not a date"),
-        Field(
-            "amount_incl_tax",
-            nz.parse_amount(pl.col("amount_incl_tax")),
-            "amount_incl_tax",
-            reason="not an amount",
-        ),
-        Field(
-            "claimed_amount",
-            nz.parse_amount(pl.col("claimed_amount")),
-            "claimed_amount",
-            required=True,
-            reason="not an amount",
-        ),
+        _date("issue_date"),
+        _amount("amount_incl_tax"),
+        _amount("claimed_amount", required=True),
     ]
     staged = keep_newest(apply_fields(raw, fields, spec), ["claim_no", "invoice_no"], "claim line")
     table = staged.table.with_columns(
@@ -727,19 +703,8 @@ def stage_sync_log(raw: pl.DataFrame, spec: TableSpec) -> Staged:
         Field("run_id", _text("run_id"), "run_id", required=True),
         Field("system", _text("system"), "system", required=True),
         Field("entity_tin", _ident("entity_tin")),
-        Field(
-            "started_at",
-            nz.parse_instant(pl.col("started_at")),
-            "started_at",
-            required=True,
-            reason="not an ISO 8601 time",
-        ),
-        Field(
-            "finished_at",
-            nz.parse_instant(pl.col("finished_at")),
-            "finished_at",
-            reason="not an ISO 8601 time",
-        ),
+        _instant("started_at", required=True),
+        _instant("finished_at"),
         Field(
             "status",
             pl.when(_text("status").is_in(["success", "partial", "failed"])).then(_text("status")),
