@@ -14,82 +14,14 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
+from invoice_pipeline.specs import load_specs
+
 ENTITY_TIN = "91110105MA0000000Y"
 ENTITY_TIN_2 = "91310115MA1H8R7C67"
 
-PLATFORM_HEADERS = [
-    "序号",
-    "发票代码",
-    "发票号码",
-    "数电发票号码",
-    "销方识别号",
-    "销方名称",
-    "购方识别号",
-    "购买方名称",
-    "开票日期",
-    "金额",
-    "税额",
-    "价税合计",
-    "发票来源",
-    "发票票种",
-    "发票状态",
-    "是否正数发票",
-    "发票风险等级",
-    "开票人",
-    "备注",
-]
-LINE_HEADERS = [
-    "序号",
-    "发票代码",
-    "发票号码",
-    "数电发票号码",
-    "销方识别号",
-    "销方名称",
-    "购方识别号",
-    "购买方名称",
-    "开票日期",
-    "税收分类编码",
-    "特定业务类型",
-    "货物或应税劳务名称",
-    "规格型号",
-    "单位",
-    "数量",
-    "单价",
-    "金额",
-    "税率",
-    "税额",
-    "价税合计",
-    "发票来源",
-    "发票票种",
-    "发票状态",
-    "是否正数发票",
-    "发票风险等级",
-    "开票人",
-    "备注",
-]
-ERP_HEADERS = [
-    "组织",
-    "方向",
-    "单据编号",
-    "凭证号",
-    "记账日期",
-    "会计期间",
-    "往来单位名称",
-    "往来单位税号",
-    "发票类型",
-    "发票代码",
-    "发票号码",
-    "开票日期",
-    "不含税金额",
-    "税率",
-    "税额",
-    "价税合计",
-    "币种",
-    "审核状态",
-    "作废标志",
-    "制单人",
-    "备注",
-]
+PLATFORM_HEADERS = list(load_specs()["tax_platform"].tables["tax_platform"].columns.values())
+LINE_HEADERS = list(load_specs()["tax_platform"].tables["tax_platform_lines"].columns.values())
+ERP_HEADERS = list(load_specs()["erp"].tables["erp"].columns.values())
 
 SUPPLIER_TIN = "91370100MA3C4XXX1L"
 CUSTOMER_TIN = "91440300MA5F000007"

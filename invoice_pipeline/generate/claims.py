@@ -13,19 +13,10 @@ import polars as pl
 from invoice_pipeline.generate import model as m
 from invoice_pipeline.generate.frames import csv_bytes, money
 from invoice_pipeline.generate.plants import Plan
+from invoice_pipeline.specs import load_specs
 
-COLUMNS = (
-    "报销单号",
-    "报销人",
-    "部门",
-    "提交日期",
-    "审批状态",
-    "发票代码",
-    "发票号码",
-    "开票日期",
-    "价税合计",
-    "报销金额",
-)
+# The exact headers of the real export, in order: the source spec is their one home.
+COLUMNS = tuple(load_specs()["reimbursement"].tables["reimbursement"].columns.values())
 ENCODINGS = {"BJ01": "utf-8-sig", "SH01": "utf-8", "SD01": "utf-8-sig", "GD01": "gbk"}
 DEPARTMENTS = ("销售部", "市场部", "研发中心", "行政部", "财务部", "采购部", "人力资源部")
 STATUSES = ("已支付",) * 9 + ("已通过",) * 7 + ("审批中",) * 2 + ("草稿", "已驳回")

@@ -20,30 +20,10 @@ import xlsxwriter
 from invoice_pipeline.generate import model as m
 from invoice_pipeline.generate.frames import csv_bytes
 from invoice_pipeline.generate.plants import ErpRow, Plan
+from invoice_pipeline.specs import load_specs
 
-COLUMNS = (
-    "组织",
-    "方向",
-    "单据编号",
-    "凭证号",
-    "记账日期",
-    "会计期间",
-    "往来单位名称",
-    "往来单位税号",
-    "发票类型",
-    "发票代码",
-    "发票号码",
-    "开票日期",
-    "不含税金额",
-    "税率",
-    "税额",
-    "价税合计",
-    "币种",
-    "审核状态",
-    "作废标志",
-    "制单人",
-    "备注",
-)
+# The exact headers of the real export, in order: the source spec is their one home.
+COLUMNS = tuple(load_specs()["erp"].tables["erp"].columns.values())
 # (组织, first and last month of 会计期间, file label, format, encoding): one file per entity and
 # half-year, except GD01's last two months, exported to Excel (small at any size).
 FILES = (

@@ -13,57 +13,12 @@ from invoice_pipeline.generate import model as m
 from invoice_pipeline.generate.frames import csv_bytes, money
 from invoice_pipeline.generate.ids import make_ric
 from invoice_pipeline.generate.xlsx import Sheet, write_workbook
+from invoice_pipeline.specs import load_specs
 
-HEADER_COLUMNS = (
-    "序号",
-    "发票代码",
-    "发票号码",
-    "数电发票号码",
-    "销方识别号",
-    "销方名称",
-    "购方识别号",
-    "购买方名称",
-    "开票日期",
-    "金额",
-    "税额",
-    "价税合计",
-    "发票来源",
-    "发票票种",
-    "发票状态",
-    "是否正数发票",
-    "发票风险等级",
-    "开票人",
-    "备注",
-)
-LINE_COLUMNS = (
-    "序号",
-    "发票代码",
-    "发票号码",
-    "数电发票号码",
-    "销方识别号",
-    "销方名称",
-    "购方识别号",
-    "购买方名称",
-    "开票日期",
-    "税收分类编码",
-    "特定业务类型",
-    "货物或应税劳务名称",
-    "规格型号",
-    "单位",
-    "数量",
-    "单价",
-    "金额",
-    "税率",
-    "税额",
-    "价税合计",
-    "发票来源",
-    "发票票种",
-    "发票状态",
-    "是否正数发票",
-    "发票风险等级",
-    "开票人",
-    "备注",
-)
+# The exact headers of the real export, in order: the source spec is their one home.
+HEADER_COLUMNS = tuple(load_specs()["tax_platform"].tables["tax_platform"].columns.values())
+# The exact headers of the real export, in order: the source spec is their one home.
+LINE_COLUMNS = tuple(load_specs()["tax_platform"].tables["tax_platform_lines"].columns.values())
 TRAVEL_COLUMNS = (
     "序号",
     "发票代码",
