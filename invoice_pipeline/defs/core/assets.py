@@ -7,7 +7,6 @@ from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
 from invoice_pipeline.layers import Model, build_model, discover_models
 from invoice_pipeline.project import MODELS_DIR
 
-
 # Dagster groups (SPEC §5) by warehouse schema.
 GROUP_OF_SCHEMA = {"core": "core", "audit": "audit", "report": "reports"}
 
