@@ -73,7 +73,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     at = settings.as_of_instant()
     rules = load_rules()
     with warehouse.connect() as con:
-        result = merge_findings(con, context.run_id, at, rules)
+        result = merge_findings(con, context.run.run_id, at, rules)
         layer_rows = {
             f"{schema}.{table}": row_count(con, schema, table)
             for schema, table in con.execute(
@@ -84,7 +84,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         con.execute(
             "insert or replace into audit.runs values (?, now(), ?, ?, ?, ?, ?, ?, ?)",
             [
-                context.run_id,
+                context.run.run_id,
                 at,
                 settings.as_of or None,
                 json.dumps(layer_rows),
