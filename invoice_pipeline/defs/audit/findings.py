@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from invoice_pipeline.defs.metadata import markdown_table
+from invoice_pipeline.defs.metadata import markdown_table, table_metadata
 from invoice_pipeline.defs.resources import WAREHOUSE_POOL, RunSettings, Warehouse
 from invoice_pipeline.findings import load_rules, merge_findings
 from invoice_pipeline.warehouse import row_count, scalar
@@ -112,10 +112,12 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
                 ).fetchall(),
             )
         total_money = scalar(con, "select sum(amount) from audit.findings where status = 'open'")
+        findings_table = table_metadata(con, "audit", "findings")
+        runs_table = table_metadata(con, "audit", "runs")
     yield dg.MaterializeResult(
         asset_key=FINDINGS_KEY,
         metadata={
-            "dagster/row_count": result.open,
+            **findings_table,
             "findings_open": result.open,
             "findings_opened": result.opened,
             "findings_reopened": result.reopened,
@@ -126,7 +128,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             ),
         },
     )
-    yield dg.MaterializeResult(asset_key=RUNS_KEY, metadata={"as_of": settings.as_of or "now"})
+    yield dg.MaterializeResult(asset_key=RUNS_KEY, metadata={**runs_table, "as_of": settings.as_of or "now"})
     for family in FAMILIES:
         counts, worst = family_rows[family]
         errors = sum(n for _, severity, n, _ in counts if severity == "error")

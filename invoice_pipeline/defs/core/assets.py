@@ -11,8 +11,18 @@ from invoice_pipeline.project import MODELS_DIR
 GROUP_OF_SCHEMA = {"core": "core", "audit": "audit", "report": "reports"}
 
 
+# Relations written by an asset of another name: the audit tables the ledger and loads own.
+PRODUCED_BY = {
+    ("audit", "finding_events"): dg.AssetKey(["audit", "findings"]),
+    ("audit", "file_loads"): dg.AssetKey(["audit", "load_log"]),
+    ("audit", "rejected_rows"): dg.AssetKey(["audit", "load_log"]),
+    ("audit", "current_loads"): dg.AssetKey(["audit", "load_log"]),
+}
+
+
 def build_model_asset(model: Model, known: set[dg.AssetKey]) -> dg.AssetsDefinition:
-    deps = [dg.AssetKey([s, t]) for s, t in model.depends_on if dg.AssetKey([s, t]) in known]
+    keys = {PRODUCED_BY.get((s, t), dg.AssetKey([s, t])) for s, t in model.depends_on}
+    deps = sorted((key for key in keys if key in known), key=lambda k: k.to_user_string())
 
     @dg.asset(
         key=dg.AssetKey([model.schema, model.table]),
@@ -39,6 +49,7 @@ def known_upstream_keys() -> set[dg.AssetKey]:
 
     keys = {raw_key(t) for spec in load_specs().values() for t in spec.tables}
     keys |= {staging_key(t) for tables in STAGING_TABLES.values() for t in tables}
+    keys |= {dg.AssetKey(["audit", t]) for t in ("findings", "runs", "load_log")}
     return keys
 
 

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
+from invoice_pipeline.defs.metadata import table_metadata
 from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
 from invoice_pipeline.ingest import ingest_source
 from invoice_pipeline.specs import SourceSpec, load_specs
-from invoice_pipeline.warehouse import row_count
 
 
 def raw_key(table: str) -> dg.AssetKey:
@@ -35,14 +35,14 @@ def build_ingest_asset(spec: SourceSpec) -> dg.AssetsDefinition:
     def _ingest(context: dg.AssetExecutionContext, warehouse: Warehouse):
         with warehouse.connect() as con:
             summary = ingest_source(con, warehouse.landing, spec)
-            totals = {table: row_count(con, "raw", table) for table in spec.tables}
+            tables = {table: table_metadata(con, "raw", table) for table in spec.tables}
         for name in summary.quarantined:
             context.log.warning(f"{spec.name}: quarantined {name}: {summary.quarantined[name]}")
         for table in spec.tables.values():
             yield dg.MaterializeResult(
                 asset_key=raw_key(table.name),
                 metadata={
-                    "dagster/row_count": totals[table.name],
+                    **tables[table.name],
                     "rows_added": summary.rows_read.get(table.name, 0),
                     "files_loaded": len(summary.loaded),
                     "files_unchanged": summary.unchanged,
