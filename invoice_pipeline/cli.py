@@ -66,6 +66,28 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
         raise PipelineError("the run did not succeed (see the Dagster event log)")
 
 
+def write_reports(data_dir: Path, as_of: str = "") -> list[Path]:
+    """The monthly compliance workbooks of every month with data up to the as-of month.
+
+    The scheduled `monthly_reports` job writes the month that just closed; a run from the
+    command line refreshes every month, so the reports always match the warehouse.
+    """
+    from invoice_pipeline.reports import write_reports_for_month
+    from invoice_pipeline.reports.data import months_with_data
+    from invoice_pipeline.warehouse import connect
+
+    last_month = as_of[:7] if as_of else date.today().isoformat()[:7]
+    con = connect(project.warehouse_path(data_dir))
+    try:
+        written = []
+        for month in months_with_data(con):
+            if month <= last_month:
+                written += write_reports_for_month(con, data_dir, month)
+        return written
+    finally:
+        con.close()
+
+
 def summary_lines(data_dir: Path) -> list[str]:
     """What is in the warehouse now, in a few lines for a terminal."""
     from invoice_pipeline.warehouse import connect, row_count, table_exists
@@ -108,10 +130,21 @@ def summary_lines(data_dir: Path) -> list[str]:
         con.close()
 
 
+def _where(data_dir: Path, reports: list[Path]) -> list[str]:
+    return [
+        f"reports: {len(reports)} files under {data_dir / 'reports'} "
+        "(<YYYY-MM>/<entity TIN>/compliance_report.xlsx and .html)",
+        f"analysts: duckdb {project.analytics_path(data_dir)} -readonly   "
+        "(audit.findings, audit.<rule_id>, report.*, core.*; personal data masked)",
+    ]
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     data_dir = _data_dir(args.data_dir)
-    run_pipeline(data_dir, _as_of(args.as_of))
-    print("\n".join(summary_lines(data_dir)))
+    as_of = _as_of(args.as_of)
+    run_pipeline(data_dir, as_of)
+    reports = write_reports(data_dir, as_of)
+    print("\n".join([*summary_lines(data_dir), *_where(data_dir, reports)]))
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -130,13 +163,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     data_dir = _data_dir(args.data_dir)
     truth = generate(data_dir, invoices=args.invoices, seed=args.seed)
-    print(f"sample written to {project.landing_dir(data_dir)}")
-    run_pipeline(data_dir, truth.get("as_of", ""))
-    print("\n".join(summary_lines(data_dir)))
-    print(
-        f"\nanalysts: duckdb {project.warehouse_path(data_dir)} -readonly   "
-        "(audit.findings, audit.<rule_id>, audit.load_log, core.invoices)"
-    )
+    print(f"sample written to {project.landing_dir(data_dir)} (planted problems: {data_dir / 'truth.json'})")
+    as_of = truth.get("as_of", "")
+    run_pipeline(data_dir, as_of)
+    reports = write_reports(data_dir, as_of)
+    print("\n".join([*summary_lines(data_dir), "", *_where(data_dir, reports)]))
     print("UI: make ui, then open http://127.0.0.1:3000")
 
 

@@ -1,0 +1,1 @@
+"""Reports: the monthly compliance workbook and HTML per entity (compliance.py)."""
