@@ -20,10 +20,10 @@ demo: install
 	$(BIN)/invoice-pipeline demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 ui: install
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python scripts/dagster_dev.py -p 3000
 
 lint: install
 	$(BIN)/ruff check invoice_pipeline tests
