@@ -1,4 +1,4 @@
-"""Measure the two ways of running a GX suite on a staged DuckDB table (TECH_NOTES §5).
+"""Measure the two ways of running a GX suite on a staged DuckDB table.
 
 - pandas: `con.sql(...).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)` into GX's pandas
   datasource, with the per-validate DataFrame hashing off (`HASH_THRESHOLD = 0`, pitfall 33);

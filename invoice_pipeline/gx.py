@@ -5,7 +5,7 @@ in one `validate` call on an ephemeral GX context (progress bars off) and return
 `ExpectationOutcome` per expectation. GX is imported lazily, inside these functions: the import
 costs ~2.7 s and modules under `defs/` are imported by every `dg` command and every run.
 
-Path chosen by measurement: the SQL path with the TECH_NOTES §5.2 patch
+Path chosen by measurement: the SQL path with the documented two-function patch
 ------------------------------------------------------------------------
 `bench/gx_paths.py` ran the real `erp` and `tax_platform` suites on a warehouse generated from
 200,000 invoices (`invoice-pipeline generate --invoices 200000 --seed 1`, then `run`), each
@@ -36,7 +36,7 @@ Costs of the choice, kept small:
   applying;
 - SQLAlchemy never opens the warehouse file itself: its one pooled connection is a cursor of
   the caller's DuckDB connection (`creator=`), so there is no second connection config in the
-  process (TECH_NOTES pitfall 19) and no second lock.
+  process and no second lock.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def validate_table(
     """Validate `<schema>.<table>` against its suite (or `suite`), through the caller's connection.
 
     GX's SQLAlchemy engine gets a cursor of `con` as its only connection, so the warehouse is
-    read with the connection's own config and lock (TECH_NOTES pitfall 19).
+    read with the connection's own config and lock.
     """
     import duckdb_engine
     import great_expectations as gx

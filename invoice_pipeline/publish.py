@@ -1,7 +1,7 @@
 """Publish `warehouse/analytics.duckdb`: the analysts' masked, commented copy of the warehouse.
 
-DuckDB lets no other process open a file that a writer holds, not even read-only (TECH_NOTES
-pitfall 18), so analysts never open the live warehouse. After each run the writer copies the
+DuckDB lets no other process open a file that a writer holds, not even read-only, so analysts never
+open the live warehouse. After each run the writer copies the
 published schemas (`assets/publish/analytics.yaml`: core, audit, report) into a new file beside
 the target, masks personal data in the copy, comments every table and column, checkpoints and
 detaches it, and renames it over the target. The rename is atomic: a reader that opens the

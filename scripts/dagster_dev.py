@@ -3,8 +3,8 @@
 
 A process started in the background by a non-interactive shell (CI scripts, `nohup … &`, a test's
 subprocess) inherits SIGINT = ignored, and `dagster dev` maps SIGTERM onto its SIGINT handler, so
-SIGTERM is ignored and killing it with SIGKILL orphans webserver, daemon and code server (TECH_NOTES
-pitfall 6, §7). This resets both signals and execs `dagster dev` in place: the PID you started is
+SIGTERM is ignored and killing it with SIGKILL orphans webserver, daemon and code server. This
+resets both signals and execs `dagster dev` in place: the PID you started is
 `dagster dev` itself, and `kill -TERM <pid>` shuts all of it down.
 
     DAGSTER_HOME=$PWD/dagster_home .venv/bin/python scripts/dagster_dev.py -p 3000 &

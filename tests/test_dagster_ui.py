@@ -1,6 +1,6 @@
 """The real interfaces, end to end: `dagster dev` over HTTP/GraphQL and the UI in headless Chromium.
 
-One `dagster dev` (through scripts/dagster_dev.py, so SIGTERM works: TECH_NOTES pitfall 6) serves
+One `dagster dev` (through scripts/dagster_dev.py, so SIGTERM works) serves
 a generated 500-invoice data directory for the whole module; the nightly job and one month of
 compliance reports are launched over GraphQL once and shared. Browser tests drive Debian's Chromium
 with playwright; the setup installs the `chromium` package with apt when /usr/bin/chromium is
@@ -607,7 +607,7 @@ def test_compliance_report_in_chromium(dagster_dev: DagsterDev, report_run: Run,
     _screenshot(page, "compliance_report.png")
     _screenshot(page, "compliance_report_full.png", full_page=True)
     page.close()
-    # Offline by construction: no CDN, web font or beacon (TECH_NOTES pitfall 37).
+    # Offline by construction: no CDN, web font or beacon.
     assert requests, "no request was recorded at all"
     assert all(u.startswith(("file://", "data:")) for u in requests), requests
     print(f"monthly_reports {REPORT_MONTH}: run {report_run.seconds:.1f} s, {len(reports)} reports")

@@ -101,7 +101,7 @@ def test_critical_only_guards_keys_and_invoice_ids():
 
 
 def test_duckdb_patch_applies_idempotently_and_makes_the_sql_path_work():
-    """Fails if the TECH_NOTES §5.2 patch stops applying to the pinned GX."""
+    """Fails if the documented two-function patch stops applying to the pinned GX."""
     gx.apply_duckdb_patch()
     gx.apply_duckdb_patch()
     assert gx.patch_is_applied()
@@ -298,7 +298,7 @@ def test_check_fails_with_error_on_a_critical_failure_and_blocks_the_run(doctore
         result.metadata["results"].value
     )
 
-    # Executed as a step: a failed blocking ERROR check fails the run (TECH_NOTES §2).
+    # Executed as a step: a failed blocking ERROR check fails the run.
     job = dg.define_asset_job("gx_only", selection=dg.AssetSelection.checks(check))
     defs = dg.Definitions(asset_checks=[check], jobs=[job],
                           resources={"warehouse": Warehouse(data_dir=str(doctored_dir))})

@@ -67,6 +67,6 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={"warehouse": Warehouse(), "settings": RunSettings()},
         # The multiprocess executor costs seconds per step on two cores, and in-process keeps
-        # every DuckDB connection of a run in one process (TECH_NOTES pitfall 9).
+        # every DuckDB connection of a run in one process.
         executor=dg.in_process_executor,
     )

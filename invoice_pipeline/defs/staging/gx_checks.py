@@ -4,7 +4,7 @@ One check per staging table, `<table>_expectations`, running `checks/expectation
 through `invoice_pipeline.gx` (GX itself is imported only when a check runs). A failed
 `critical` expectation (null or duplicate key, malformed invoice id) fails the check with
 ERROR severity and blocks everything downstream in the run; failed `warning` expectations
-fail it with WARN, which never blocks (TECH_NOTES pitfall 11): staging deliberately keeps
+fail it with WARN, which never blocks: staging deliberately keeps
 unusual-but-real rows, and the rules in checks/sql report them.
 """
 
