@@ -171,6 +171,46 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print("UI: make ui, then open http://127.0.0.1:3000")
 
 
+def _cmd_backup(args: argparse.Namespace) -> None:
+    from invoice_pipeline.backup import create_backup, record_backup, verify_backup
+    from invoice_pipeline.warehouse import connect
+
+    data_dir = _data_dir(args.data_dir)
+    if not project.warehouse_path(data_dir).exists():
+        raise PipelineError(f"no warehouse at {project.warehouse_path(data_dir)}")
+    con = connect(project.warehouse_path(data_dir))
+    try:
+        path = create_backup(con, data_dir)
+        result = verify_backup(path)
+        record_backup(con, path, result)
+    finally:
+        con.close()
+    if not result.ok:
+        raise PipelineError(f"backup {path} does not verify: {'; '.join(result.problems)}")
+    print(f"backup {path}: verified, {len(result.tables)} tables, {sum(result.tables.values()):,} rows")
+
+
+def _cmd_verify_backup(args: argparse.Namespace) -> None:
+    from invoice_pipeline.backup import verify_backup
+
+    result = verify_backup(Path(args.path).resolve())
+    if not result.ok:
+        raise PipelineError(f"{args.path} does not verify: {'; '.join(result.problems)}")
+    print(f"{args.path}: verified, {len(result.tables)} tables, {sum(result.tables.values()):,} rows")
+
+
+def _cmd_restore(args: argparse.Namespace) -> None:
+    from invoice_pipeline.backup import BackupError, restore_backup
+
+    data_dir = _data_dir(args.data_dir)
+    try:
+        counts = restore_backup(Path(args.path).resolve(), data_dir)
+    except BackupError as exc:
+        raise PipelineError(str(exc)) from exc
+    print(f"restored {project.warehouse_path(data_dir)} from {args.path}: {len(counts)} tables, "
+          f"{sum(counts.values()):,} rows (the previous file is kept as invoices.duckdb.before-restore)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invoice-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--invoices", type=int, default=DEMO_INVOICES)
     demo.add_argument("--seed", type=int, default=DEMO_SEED)
     demo.set_defaults(handler=_cmd_demo)
+
+    backup = commands.add_parser("backup", help="a verified backup of the warehouse under backups/")
+    backup.add_argument("--data-dir", help="data directory (default: $INVOICE_PIPELINE_DATA_DIR or data/)")
+    backup.set_defaults(handler=_cmd_backup)
+
+    verify = commands.add_parser("verify-backup", help="check a backup's checksums and that it restores")
+    verify.add_argument("path", help="a backups/<timestamp> folder")
+    verify.set_defaults(handler=_cmd_verify_backup)
+
+    restore = commands.add_parser("restore", help="replace the warehouse with a backup that verifies")
+    restore.add_argument("path", help="a backups/<timestamp> folder")
+    restore.add_argument("--data-dir", help="data directory (default: $INVOICE_PIPELINE_DATA_DIR or data/)")
+    restore.set_defaults(handler=_cmd_restore)
     return parser
 
 

@@ -69,3 +69,23 @@ def test_dagster_loads_the_workspace():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_backup_verify_and_restore_from_the_command_line(tiny_data_dir):
+    assert cli("run", "--data-dir", str(tiny_data_dir), "--as-of", "2026-04-01").returncode == 0
+    made = cli("backup", "--data-dir", str(tiny_data_dir))
+    assert made.returncode == 0, made.stderr
+    path = Path(made.stdout.split()[1].rstrip(":"))
+    assert path.parent == tiny_data_dir / "backups"
+    assert cli("verify-backup", str(path)).returncode == 0
+
+    parquet = sorted(path.glob("*.parquet"))[0]
+    data = bytearray(parquet.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    parquet.write_bytes(bytes(data))
+    refused = cli("verify-backup", str(path))
+    assert refused.returncode == 1 and f"{parquet.name}: sha256 mismatch" in refused.stderr
+    before = (tiny_data_dir / "warehouse" / "invoices.duckdb").read_bytes()
+    restore = cli("restore", str(path), "--data-dir", str(tiny_data_dir))
+    assert restore.returncode == 1 and parquet.name in restore.stderr
+    assert (tiny_data_dir / "warehouse" / "invoices.duckdb").read_bytes() == before
