@@ -188,7 +188,7 @@ def ingest_source(
                 _file_load_row(landed, spec, seq, "quarantined", reason=str(exc), loaded_at=loaded_at)
             )
             summary.quarantined[landed.name] = str(exc)
-            log.warning("%s: %s quarantined: %s", spec.name, landed.name, exc)
+            log.info("%s: %s quarantined: %s", spec.name, landed.name, exc)
             seq += 1
             continue
         main = spec.main_table.name
