@@ -31,18 +31,22 @@ def load_everything(con, data_dir: Path) -> None:
         write_staged(con, spec.name, stage(con, spec))
 
 
+# Logs that gain one row per run by design: the run itself and the backup it made.
+RUN_LOGS = {("audit", "runs"), ("audit", "backups")}
+
+
 def snapshot(con) -> dict[str, list[tuple]]:
     """Every table of every layer, fully sorted: equal snapshots mean an identical warehouse.
 
-    Load times and the run log (one row per run) are left out: they record when, not what.
+    Load times and the run logs (one row per run) are left out: they record when, not what.
     """
     tables = con.execute(
         "select schema_name, table_name from duckdb_tables() order by schema_name, table_name"
     ).fetchall()
     result = {}
     for schema, table in tables:
-        if (schema, table) == ("audit", "runs"):
-            continue  # the run log gains one row per run by design
+        if (schema, table) in RUN_LOGS:
+            continue
         rows = con.execute(
             f'select * exclude (loaded_at) from {schema}."{table}"'
             if table == "file_loads"
