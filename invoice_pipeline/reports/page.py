@@ -13,7 +13,7 @@ import polars as pl
 from invoice_pipeline.reports import charts, labels
 from invoice_pipeline.reports.data import ReportData
 from invoice_pipeline.reports.summary import fmt_int, fmt_money, fmt_share, top_findings
-from invoice_pipeline.reports.workbook import Column, evidence_rows
+from invoice_pipeline.reports.workbook import SOURCE_COLUMNS, Column, evidence_rows, source_rows
 
 CSS = """
 :root { --blue: #1F4E79; --line: #d0d7de; --muted: #595959; }
@@ -122,18 +122,8 @@ def render_html(data: ReportData, summary: dict) -> str:
     parts.append("<h2>一、各来源发票数量与金额</h2>")
     parts.append(
         table(
-            [
-                Column("方向"),
-                Column("来源"),
-                Column("张数(ERP 为单据数)", "int"),
-                Column("不含税金额", "money"),
-                Column("税额", "money"),
-                Column("价税合计", "money"),
-            ],
-            [
-                (labels.DIRECTIONS[d], labels.SOURCES[s], n, a, t, i)
-                for d, s, n, a, t, i in data.sources.iter_rows()
-            ],
+            SOURCE_COLUMNS,
+            source_rows(data),
         )
     )
 

@@ -56,6 +56,24 @@ class Column:
     kind: str = "text"  # text | int | money | share | datetime
 
 
+# The invoices-and-money-per-source table, shared by the workbook and the HTML page.
+SOURCE_COLUMNS = [
+    Column("方向"),
+    Column("来源"),
+    Column("张数(ERP 为单据数)", "int"),
+    Column("不含税金额", "money"),
+    Column("税额", "money"),
+    Column("价税合计", "money"),
+]
+
+
+def source_rows(data) -> list[tuple]:
+    return [
+        (labels.DIRECTIONS[d], labels.SOURCES[s], n, excl, tax, incl)
+        for d, s, n, excl, tax, incl in data.sources.iter_rows()
+    ]
+
+
 class Writer:
     """One workbook's formats and column-width bookkeeping."""
 
@@ -159,18 +177,8 @@ def _summary_sheet(w: Writer, data: ReportData, summary: dict) -> None:
     row = w.table(
         ws,
         row + 1,
-        [
-            Column("方向"),
-            Column("来源"),
-            Column("张数(ERP 为单据数)", "int"),
-            Column("不含税金额", "money"),
-            Column("税额", "money"),
-            Column("价税合计", "money"),
-        ],
-        [
-            (labels.DIRECTIONS[d], labels.SOURCES[s], n, excl, tax, incl)
-            for d, s, n, excl, tax, incl in data.sources.iter_rows()
-        ],
+        SOURCE_COLUMNS,
+        source_rows(data),
         autofilter=False,
     )
 

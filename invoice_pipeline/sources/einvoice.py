@@ -281,15 +281,8 @@ def _read_xml(data: bytes, spec: SourceSpec) -> FileRead:
     mapped = {p for paths in XML_FIELDS.values() for p in paths}
     invoice["_extra"] = _extra(leaves(root, mapped | {XML_LINES, *XML_SKIP}))
 
-    lines, rows, errors = [], [], []
-    for n, item in enumerate(find_all(root, XML_LINES), start=1):
-        source_row = f"{XML_LINES}[{n}]"
-        line = _line(item, XML_LINE_FIELDS, lines_table, source_row, errors)
-        if line is None:
-            continue
-        line.update({c: invoice[c] for c in CARRIED})
-        lines.append(line)
-        rows.append(source_row)
+    errors: list = []
+    lines, rows = _lines(root, XML_LINES, XML_LINES, XML_LINE_FIELDS, lines_table, invoice, errors)
     return FileRead(
         tables={
             INVOICE_TABLE: _frame(invoice_table, [invoice], ["EInvoice"]),
@@ -298,6 +291,20 @@ def _read_xml(data: bytes, spec: SourceSpec) -> FileRead:
         notes={"file_format": "xml"},
         row_errors=errors,
     )
+
+
+def _lines(root, path, row_prefix, fields, lines_table, invoice, errors) -> tuple[list[dict], list[str]]:
+    """Every line element under `path`, with the invoice's identity carried onto each line."""
+    lines, rows = [], []
+    for n, item in enumerate(find_all(root, path), start=1):
+        source_row = f"{row_prefix}[{n}]"
+        line = _line(item, fields, lines_table, source_row, errors)
+        if line is None:
+            continue
+        line.update({c: invoice[c] for c in CARRIED})
+        lines.append(line)
+        rows.append(source_row)
+    return lines, rows
 
 
 def _line(
@@ -414,15 +421,10 @@ def _ofd_attachment(root: Element, spec: SourceSpec) -> FileRead:
     invoice["file_format"] = "ofd"
     invoice["_extra"] = _extra(leaves(root, {OFD_NUMBER, *OFD_FIELDS.values(), "GoodsInfos", *OFD_SKIP}))
 
-    lines, rows, errors = [], [], []
-    for n, item in enumerate(find_all(root, OFD_LINES), start=1):
-        source_row = f"{where}#{OFD_LINES}[{n}]"
-        line = _line(item, OFD_LINE_FIELDS, lines_table, source_row, errors)
-        if line is None:
-            continue
-        line.update({c: invoice[c] for c in CARRIED})
-        lines.append(line)
-        rows.append(source_row)
+    errors: list = []
+    lines, rows = _lines(
+        root, OFD_LINES, f"{where}#{OFD_LINES}", OFD_LINE_FIELDS, lines_table, invoice, errors
+    )
     return FileRead(
         tables={
             INVOICE_TABLE: _frame(invoice_table, [invoice], [where]),

@@ -26,6 +26,18 @@ claims as (
     select * from staging.reimbursement
 ),
 
+-- Which identifier form a typed reference may match: 20 digits are a 数电 number or a 12-digit
+-- code and number run together; 8 digits are a legacy number or the end of a 数电 number.
+matchable_forms (ref_kind, alias_kind) as (
+    values
+        ('digits20', 'digital_no'),
+        ('digits20', 'code_number_joined'),
+        ('code_number', 'code_number'),
+        ('digits18', 'code_number_joined'),
+        ('number8', 'number8'),
+        ('number8', 'suffix8')
+),
+
 erp_candidates as (
     select
         r.erp_doc_id,
@@ -41,12 +53,7 @@ erp_candidates as (
     inner join erp as e on r.erp_doc_id = e.erp_doc_id
     inner join aliases as a
         on r.ref_key = a.alias
-        and (
-            (r.ref_kind = 'digits20' and a.alias_kind in ('digital_no', 'code_number_joined'))
-            or (r.ref_kind = 'code_number' and a.alias_kind = 'code_number')
-            or (r.ref_kind = 'digits18' and a.alias_kind = 'code_number_joined')
-            or (r.ref_kind = 'number8' and a.alias_kind in ('number8', 'suffix8'))
-        )
+    inner join matchable_forms as f on r.ref_kind = f.ref_kind and a.alias_kind = f.alias_kind
     inner join invoices as i on a.invoice_uid = i.invoice_uid and e.entity_tin = i.entity_tin
 ),
 
@@ -136,12 +143,7 @@ claim_candidates as (
     from claims as c
     inner join aliases as a
         on c.ref_key = a.alias
-        and (
-            (c.ref_kind = 'digits20' and a.alias_kind in ('digital_no', 'code_number_joined'))
-            or (c.ref_kind = 'code_number' and a.alias_kind = 'code_number')
-            or (c.ref_kind = 'digits18' and a.alias_kind = 'code_number_joined')
-            or (c.ref_kind = 'number8' and a.alias_kind in ('number8', 'suffix8'))
-        )
+    inner join matchable_forms as f on c.ref_kind = f.ref_kind and a.alias_kind = f.alias_kind
     inner join invoices as i on a.invoice_uid = i.invoice_uid and i.direction = 'received'
     qualify count(*) over (partition by c.claim_no, c.invoice_no) = 1
 ),
