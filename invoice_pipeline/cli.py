@@ -39,6 +39,7 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
     """Materialise the whole graph in this process (the nightly job)."""
     import dagster as dg
 
+    from invoice_pipeline.alerts import failed_run_alert, raise_outside_run
     from invoice_pipeline.definitions import defs
 
     if not project.landing_dir(data_dir).is_dir():
@@ -59,14 +60,20 @@ def run_pipeline(data_dir: Path, as_of: str = "") -> None:
     with instance:
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
     if not result.success:
-        failures = [event for event in result.all_events if event.is_step_failure]
+        failures = []
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error is not None and error.cause is not None:
+                    error = error.cause  # the user's exception, not Dagster's wrapper
+                failures.append((event.step_key or "?", error.message.strip() if error else "step failed"))
+        alert = failed_run_alert("nightly", result.run_id, failures, data_dir, "the run did not succeed")
+        raise_outside_run(data_dir, alert)
         if failures:
-            step = failures[0]
-            error = step.step_failure_data.error
-            while error is not None and error.cause is not None:
-                error = error.cause  # the user's exception, not Dagster's wrapper
-            message = error.message.strip().splitlines()[0] if error else "step failed"
-            raise PipelineError(f"step {step.step_key} failed: {message}")
+            step, message = failures[0]
+            raise PipelineError(
+                f"step {step} failed: {message.splitlines()[0] if message else 'step failed'}"
+            )
         raise PipelineError("the run did not succeed (see the Dagster event log)")
 
 
@@ -211,8 +218,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         counts = restore_backup(Path(args.path).resolve(), data_dir)
     except BackupError as exc:
         raise PipelineError(str(exc)) from exc
-    print(f"restored {project.warehouse_path(data_dir)} from {args.path}: {len(counts)} tables, "
-          f"{sum(counts.values()):,} rows (the previous file is kept as invoices.duckdb.before-restore)")
+    print(
+        f"restored {project.warehouse_path(data_dir)} from {args.path}: {len(counts)} tables, "
+        f"{sum(counts.values()):,} rows (the previous file is kept as invoices.duckdb.before-restore)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -162,9 +163,20 @@ def discover_models(models_dir: Path) -> list[Model]:
     return models
 
 
-def build_model(con: duckdb.DuckDBPyConnection, model: Model) -> int:
-    """Replace `<schema>.<table>` with the model's SELECT, atomically; returns its row count."""
+def build_model(con: duckdb.DuckDBPyConnection, model: Model, as_of: datetime | None = None) -> int:
+    """Replace `<schema>.<table>` with the model's SELECT, atomically; returns its row count.
+
+    A model that is evaluated at a point in time (`$as_of` in its SQL) gets the run's as-of
+    instant, as the rules do; any other named parameter is an error.
+    """
+    sql = model.sql
+    used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", sql))
+    if used - {"as_of"}:
+        raise ValueError(
+            f"{model.path.name} uses ${', $'.join(sorted(used - {'as_of'}))}; models take only $as_of"
+        )
+    params = {"as_of": as_of or datetime.now(UTC)} if used else {}
     with transaction(con):
         con.execute(f"create schema if not exists {model.schema}")
-        con.execute(f"create or replace table {model.schema}.{quote(model.table)} as {model.sql}")
+        con.execute(f"create or replace table {model.schema}.{quote(model.table)} as {sql}", params)
         return row_count(con, model.schema, model.table)

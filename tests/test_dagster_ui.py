@@ -240,19 +240,14 @@ def _wait_until_ready(dev: DagsterDev) -> None:
     pytest.fail(f"dagster dev did not answer /server_info within {START_TIMEOUT_S} s:\n{dev.log_tail()}")
 
 
-@pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
-    from invoice_pipeline.generate import generate
-
-    root = tmp_path_factory.mktemp("dagster_ui")
+@contextlib.contextmanager
+def _running_dagster_dev(root: Path, data_dir: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
+    """`dagster dev` on `data_dir` with its own DAGSTER_HOME under `root`; stopped by its PID after."""
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    data_dir = root / "data"
-    generate(data_dir, invoices=500, seed=11)
-
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "INVOICE_PIPELINE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "INVOICE_PIPELINE_DATA_DIR": str(data_dir), **env}
     log = root / "dagster_dev.log"
     argv = [sys.executable, str(WRAPPER), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
     started = time.monotonic()
@@ -278,6 +273,19 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         _, killed = dev.stop()
         if killed:
             print(f"dagster dev: SIGKILLed stragglers {killed}", file=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+    """The shared instance. Its landing sensor never finds a settled file (a day to settle), so
+    the only runs are the ones the tests launch; the sensor has its own instance below."""
+    from invoice_pipeline.generate import generate
+
+    root = tmp_path_factory.mktemp("dagster_ui")
+    data_dir = root / "data"
+    generate(data_dir, invoices=500, seed=11)
+    with _running_dagster_dev(root, data_dir, {"INVOICE_PIPELINE_SETTLE_SECONDS": "86400"}) as dev:
+        yield dev
 
 
 @dataclass
@@ -341,8 +349,11 @@ def _launch_and_wait(
         params["executionMetadata"] = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
     launched = dev.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    return _wait_for_run(dev, job, launched["run"]["runId"], started)
 
+
+def _wait_for_run(dev: DagsterDev, job: str, run_id: str, started: float) -> Run:
+    """Poll a run until it ends; fail the test with the run's errors unless it succeeded."""
     status = "?"
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -611,6 +622,87 @@ def test_compliance_report_in_chromium(dagster_dev: DagsterDev, report_run: Run,
     assert requests, "no request was recorded at all"
     assert all(u.startswith(("file://", "data:")) for u in requests), requests
     print(f"monthly_reports {REPORT_MONTH}: run {report_run.seconds:.1f} s, {len(reports)} reports")
+
+
+# ---------------------------------------------------------------------------------------------
+# (4) the landing sensor in a running instance: a dropped file is picked up and loaded
+# ---------------------------------------------------------------------------------------------
+
+LANDING_RUNS = """
+{
+  runsOrError(filter: {tags: [{key: "invoice_pipeline/trigger", value: "landing"}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+SENSOR_WAIT_S = 120
+
+
+def _wait_for_landing_run(dev: DagsterDev, known: set[str]) -> dict[str, Any]:
+    """The first run the landing sensor starts that is not in `known`."""
+    deadline = time.monotonic() + SENSOR_WAIT_S
+    while time.monotonic() < deadline:
+        runs = [r for r in dev.graphql(LANDING_RUNS)["runsOrError"]["results"] if r["runId"] not in known]
+        if runs:
+            return runs[-1]
+        dev.snapshot()
+        time.sleep(1)
+    pytest.fail(f"the landing sensor started no run within {SENSOR_WAIT_S} s:\n{dev.log_tail()}")
+
+
+def test_sensor_runs_a_file_dropped_into_landing(tmp_path: Path) -> None:
+    from invoice_pipeline.generate import generate
+    from invoice_pipeline.project import landing_dir, warehouse_path
+
+    data_dir = tmp_path / "data"
+    generate(data_dir, invoices=300, seed=5)
+    fast = {"INVOICE_PIPELINE_SETTLE_SECONDS": "2", "INVOICE_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
+    with _running_dagster_dev(tmp_path, data_dir, fast) as dev:
+        # What had landed before the instance started is picked up first.
+        first = _wait_for_landing_run(dev, set())
+        _wait_for_run(dev, "nightly", first["runId"], time.monotonic())
+
+        # An uploader writes under a temporary name: nothing starts while it is there.
+        sync_dir = landing_dir(data_dir) / "sync_log"
+        entity = json.loads(next(iter(sorted(sync_dir.glob("*.jsonl")))).read_text().splitlines()[0])[
+            "entity_tin"
+        ]
+        record = {
+            "run_id": "dropped-20261127-01",
+            "system": "tax_platform->erp",
+            "entity_tin": entity,
+            "started_at": "2026-11-27T01:00:00+08:00",
+            "finished_at": "2026-11-27T01:04:00+08:00",
+            "status": "success",
+            "records_read": 12,
+            "records_written": 12,
+            "records_failed": 0,
+            "error": None,
+        }
+        part = sync_dir / "sync_dropped.jsonl.part"
+        part.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        time.sleep(12)  # two ticks of the sensor
+        assert [r["runId"] for r in dev.graphql(LANDING_RUNS)["runsOrError"]["results"]] == [first["runId"]]
+
+        renamed = time.monotonic()
+        part.rename(sync_dir / "sync_dropped.jsonl")
+        run = _wait_for_landing_run(dev, {first["runId"]})
+        picked_up = time.monotonic() - renamed
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["invoice_pipeline/new_files"] == "sync_log/sync_dropped.jsonl"
+        finished = _wait_for_run(dev, "nightly", run["runId"], renamed)
+
+        with duckdb.connect(str(warehouse_path(data_dir)), read_only=True) as con:
+            loaded = con.execute(
+                "select status, rows_loaded from audit.load_log where file_name = 'sync_dropped.jsonl'"
+            ).fetchall()
+            staged = con.execute(
+                "select count(*) from staging.sync_log where run_id = 'dropped-20261127-01'"
+            ).fetchall()
+        assert loaded == [("loaded", 1)] and staged == [(1,)]
+    print(
+        f"dropped file: run started {picked_up:.1f} s after the rename, loaded {finished.seconds:.1f} s after"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1252,16 +1252,17 @@ CASES = [
 # Harness
 # ---------------------------------------------------------------------------------------------
 
-# Tables a case may give that a rule reads through something derived from them.
-DERIVED = {
-    "core.invoices": ("core.authoritative_invoices", "core.invoice_aliases"),
-    "audit.file_loads": ("audit.load_log",),
+# Built with the real models (at the case's as-of instant) from the given table, in this order.
+DERIVED_MODELS = {
+    "core.invoices": [
+        Model("core", table, project.MODELS_DIR / "core" / f"{table}.sql")
+        for table in ("authoritative_invoices", "invoice_aliases")
+    ],
+    "staging.sync_log": [Model("audit", "sync_health", project.MODELS_DIR / "audit" / "sync_health.sql")],
 }
-# Built with the real models from the given core.invoices, in this order.
-DERIVED_MODELS = [
-    Model("core", table, project.MODELS_DIR / "core" / f"{table}.sql")
-    for table in ("authoritative_invoices", "invoice_aliases")
-]
+# What a rule may read instead of the given table: the models built from it, and the view over it.
+DERIVED = {given: tuple(f"{m.schema}.{m.table}" for m in models) for given, models in DERIVED_MODELS.items()}
+DERIVED["audit.file_loads"] = ("audit.load_log",)
 
 
 @dataclass(frozen=True)
@@ -1317,10 +1318,10 @@ def run_case(schema: EmptySchema, tmp_path: Path, case: Case) -> list[dict]:
             assert table in schema.columns, f"no table {table} in the warehouse"
             insert_rows(con, table, schema.columns[table], rows)
         con.commit()
-        if "core.invoices" in case.given:
-            for model in DERIVED_MODELS:
+        for given, models in DERIVED_MODELS.items():
+            for model in models if given in case.given else []:
                 if f"{model.schema}.{model.table}" not in case.given:
-                    build_model(con, model)
+                    build_model(con, model, case.as_of)
         prepare_rule_inputs(con)
         result = evaluate_rule(con, load_rules()[case.rule], case.as_of)
         cursor = con.execute(f"select * from {quote(result)}")

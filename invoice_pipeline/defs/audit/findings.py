@@ -20,6 +20,7 @@ _RULE_INPUTS = [
     dg.AssetKey(["staging", "erp_invoice_refs"]),
     dg.AssetKey(["staging", "reimbursement"]),
     dg.AssetKey(["staging", "sync_log"]),
+    dg.AssetKey(["audit", "sync_health"]),
     dg.AssetKey(["staging", "entities"]),
     dg.AssetKey(["audit", "load_log"]),
 ]

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from invoice_pipeline.defs.metadata import table_metadata
-from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
+from invoice_pipeline.defs.resources import WAREHOUSE_POOL, RunSettings, Warehouse
 from invoice_pipeline.layers import Model, build_model, discover_models
 from invoice_pipeline.project import MODELS_DIR
 
@@ -33,9 +33,9 @@ def build_model_asset(model: Model, known: set[dg.AssetKey]) -> dg.AssetsDefinit
         pool=WAREHOUSE_POOL,
         metadata={"sql_file": str(model.path.relative_to(MODELS_DIR.parent.parent))},
     )
-    def _model(warehouse: Warehouse) -> dg.MaterializeResult:
+    def _model(warehouse: Warehouse, settings: RunSettings) -> dg.MaterializeResult:
         with warehouse.connect() as con:
-            build_model(con, model)
+            build_model(con, model, settings.as_of_instant())
             return dg.MaterializeResult(metadata=table_metadata(con, model.schema, model.table))
 
     return _model
@@ -49,7 +49,7 @@ def known_upstream_keys() -> set[dg.AssetKey]:
 
     keys = {raw_key(t) for spec in load_specs().values() for t in spec.tables}
     keys |= {staging_key(t) for tables in STAGING_TABLES.values() for t in tables}
-    keys |= {dg.AssetKey(["audit", t]) for t in ("findings", "runs", "load_log")}
+    keys |= {dg.AssetKey(["audit", t]) for t in ("findings", "runs", "load_log", "alerts")}
     return keys
 
 

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from invoice_pipeline.backup import apply_retention, create_backup, record_backup, verify_backup
+from invoice_pipeline.defs.audit.alerts import ALERTS_KEY
 from invoice_pipeline.defs.audit.findings import FINDINGS_KEY
 from invoice_pipeline.defs.reports.analytics import ANALYTICS_DB_KEY
 from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
@@ -27,7 +28,7 @@ class BackupConfig(dg.Config):
 
 @dg.asset(
     key=dg.AssetKey(["ops", "warehouse_backup"]),
-    deps=[FINDINGS_KEY, ANALYTICS_DB_KEY],
+    deps=[FINDINGS_KEY, ALERTS_KEY, ANALYTICS_DB_KEY],
     group_name="ops",
     kinds={"duckdb", "parquet"},
     pool=WAREHOUSE_POOL,

@@ -10,7 +10,7 @@ nightly = dg.define_asset_job(
     "nightly",
     selection=dg.AssetSelection.all(include_sources=False) - dg.AssetSelection.assets(COMPLIANCE_REPORT),
     description="Ingest every landed file, stage, build core, the findings ledger, the report tables and "
-                "the analysts' snapshot: the whole graph but the monthly compliance workbooks.",
+    "the analysts' snapshot: the whole graph but the monthly compliance workbooks.",
 )
 
 nightly_schedule = dg.ScheduleDefinition(
@@ -18,5 +18,7 @@ nightly_schedule = dg.ScheduleDefinition(
     job=nightly,
     cron_schedule="0 2 * * *",
     execution_timezone="Asia/Shanghai",
-    description="Runs the nightly job at 02:00 Asia/Shanghai.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Runs the nightly job at 02:00 Asia/Shanghai; on from the start, so the pipeline runs "
+    "unattended.",
 )

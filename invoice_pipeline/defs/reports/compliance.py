@@ -104,4 +104,5 @@ monthly_reports_schedule = dg.build_schedule_from_partitioned_job(
     day_of_month=1,
     hour_of_day=6,
     minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
