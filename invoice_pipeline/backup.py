@@ -28,6 +28,7 @@ from invoice_pipeline.warehouse import quote
 
 MANIFEST = "manifest.json"
 TMP_SUFFIX = ".tmp"
+BACKUP_KINDS = ("scheduled", "manual")
 # Folder name of a finished backup: the UTC time it was started, plus "-N" if two share a second.
 _NAME = re.compile(r"^(\d{8}T\d{6}Z)(?:-\d+)?$")
 _TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -129,14 +130,22 @@ def _clean_tmp(folder: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def create_backup(con: duckdb.DuckDBPyConnection, data_dir: Path, *, now: datetime | None = None) -> Path:
+def create_backup(
+    con: duckdb.DuckDBPyConnection, data_dir: Path, *, now: datetime | None = None, kind: str = "scheduled"
+) -> Path:
     """Back up the warehouse open on `con` into `<data_dir>/backups/<YYYYMMDDTHHMMSSZ>/`; return it.
+
+    `kind` is `scheduled` (made by a run, pruned by retention) or `manual` (made by a person with
+    `invoice-pipeline backup`, never deleted by retention: a backup taken before a risky change
+    must survive that night's run).
 
     Checkpoints, exports every schema to Parquet, writes `manifest.json` (file sizes and SHA-256,
     row counts, comments) and only then renames the folder to its final name. Leftover `.tmp`
     folders of earlier crashed backups are deleted first. The backup is not verified here: call
     `verify_backup` on the returned path.
     """
+    if kind not in BACKUP_KINDS:
+        raise ValueError(f"backup kind must be one of {BACKUP_KINDS}, got {kind!r}")
     now = (now or datetime.now(UTC)).astimezone(UTC)
     root = backups_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,6 +174,7 @@ def create_backup(con: duckdb.DuckDBPyConnection, data_dir: Path, *, now: dateti
         manifest = {
             "format": 1,
             "created_at": now.isoformat(),
+            "kind": kind,
             "duckdb_version": duckdb.__version__,
             "warehouse": warehouse,
             "catalog": catalog,
@@ -349,6 +359,14 @@ def record_backup(con: duckdb.DuckDBPyConnection, path: Path, result: VerifyResu
     )
 
 
+def _kind(path: Path) -> str:
+    """A backup's kind from its manifest; a manifest that cannot be read counts as scheduled."""
+    try:
+        return str(json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("kind", "scheduled"))
+    except (OSError, ValueError):
+        return "scheduled"
+
+
 def list_backups(data_dir: Path) -> list[tuple[datetime, Path]]:
     """Finished backups (named `<timestamp>`, with a manifest), oldest first."""
     root = backups_dir(data_dir)
@@ -368,11 +386,12 @@ def apply_retention(
 
     Kept: the newest backup of each of the last `daily` calendar days (UTC, today included) and
     the newest of each of the last `monthly` calendar months (this month included), and always the
-    newest backup of all. Only finished backup folders (`<timestamp>` with a `manifest.json`) are
-    ever deleted: `.tmp` folders and anything else in `backups/` are left alone.
+    newest backup of all. Only finished scheduled backups (`<timestamp>` with a `manifest.json`
+    whose kind is not `manual`) are ever deleted: manual backups, `.tmp` folders and anything
+    else in `backups/` are left alone.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    backups = list_backups(data_dir)
+    backups = [(ts, p) for ts, p in list_backups(data_dir) if _kind(p) != "manual"]
     if not backups:
         return []
     days = {now.date().toordinal() - i for i in range(max(daily, 0))}

@@ -191,7 +191,7 @@ def _cmd_backup(args: argparse.Namespace) -> None:
         raise PipelineError(f"no warehouse at {project.warehouse_path(data_dir)}")
     con = connect(project.warehouse_path(data_dir))
     try:
-        path = create_backup(con, data_dir)
+        path = create_backup(con, data_dir, kind="manual")
         result = verify_backup(path)
         record_backup(con, path, result)
     finally:

@@ -21,6 +21,7 @@ from invoice_pipeline.backup import (
 )
 from invoice_pipeline.cli import run_pipeline
 from invoice_pipeline.generate import generate
+from invoice_pipeline.warehouse import connect
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +252,19 @@ def test_retention_config_from_env(monkeypatch):
     monkeypatch.setenv("INVOICE_PIPELINE_BACKUP_MONTHLY", "24")
     assert BackupConfig().retention() == (3, 24)
     assert BackupConfig(daily=10).retention() == (10, 24)
+
+
+def test_retention_never_removes_manual_backups(tmp_path):
+    con = connect(project.warehouse_path(tmp_path))
+    try:
+        now = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+        manual = create_backup(con, tmp_path, now=now - timedelta(days=400), kind="manual")
+        same_day_manual = create_backup(con, tmp_path, now=now, kind="manual")
+        old = create_backup(con, tmp_path, now=now - timedelta(days=400))
+        nightly = create_backup(con, tmp_path, now=now + timedelta(hours=1))
+    finally:
+        con.close()
+    removed = apply_retention(tmp_path, now=now + timedelta(hours=2))
+    assert removed == [old]
+    assert manual.is_dir() and same_day_manual.is_dir() and nightly.is_dir()
+    assert read_manifest(manual)["kind"] == "manual" and read_manifest(nightly)["kind"] == "scheduled"
