@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install demo test ui lint clean
+.PHONY: install demo test ui lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,18 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# The pandas and datacompy baselines live in their own venv: datacompy 1.1 needs pandas<3.1 and
+# polars<1.45, which would downgrade the product's pandas and polars.
+BASELINES := bench/.venv-baselines
+$(BASELINES)/.installed-stamp: bench/requirements-baselines.txt
+	$(PYTHON) -m venv $(BASELINES)
+	$(BASELINES)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-baselines.txt
+	touch $@
+
+# BENCH_SIZES="1000000 5000000 10000000" by default; generated data is cached in bench/cache/.
+bench: install $(BASELINES)/.installed-stamp
+	$(BIN)/python bench/run.py
+
 ui: install
 	$(BIN)/python scripts/dagster_dev.py -p 3000
 
@@ -30,4 +42,4 @@ lint: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BASELINES) .pytest_cache .ruff_cache
