@@ -80,6 +80,8 @@ def render(results: dict) -> str:
             f"| {r['invoices']:,} | {r['landing_rows']:,} | {run['job_s']:.1f} | {r['landing_rows'] / run['job_s']:,.0f} "
             f"| {_gib(run['peak_rss_bytes'])} | " + " | ".join(_s(stages.get(s)) for s in STAGES) + " |"
         )
+    if results.get("stopped"):
+        out += ["", f"Not measured: {results['stopped']}."]
     slope = exponent([(r["invoices"], r["nightly"]["job_s"]) for r in sizes])
     out += [
         "",

@@ -60,11 +60,16 @@ def child(db: str, table: str, path: str) -> dict:
         result = gx.validate_table(con, table, suite=suite)
         t1 = time.perf_counter()
         gx.validate_table(con, table, suite=suite)
-        out |= {"load_s": 0.0, "validate_s": t1 - t0, "warm_s": time.perf_counter() - t1,
-                "rows": result.row_count,
-                "columns": len(con.sql(f"select * from staging.{table} limit 0").columns),
-                "expectations": len(result.outcomes), "counts": _counts(result.outcomes),
-                "errors": sum(o.error is not None for o in result.outcomes)}
+        out |= {
+            "load_s": 0.0,
+            "validate_s": t1 - t0,
+            "warm_s": time.perf_counter() - t1,
+            "rows": result.row_count,
+            "columns": len(con.sql(f"select * from staging.{table} limit 0").columns),
+            "expectations": len(result.outcomes),
+            "counts": _counts(result.outcomes),
+            "errors": sum(o.error is not None for o in result.outcomes),
+        }
     else:
         import great_expectations as ge
         import great_expectations.execution_engine.pandas_execution_engine as pee
@@ -76,8 +81,10 @@ def child(db: str, table: str, path: str) -> dict:
 
         def run():
             t0 = time.perf_counter()
-            frame = con.sql(f"select {columns} from staging.{table}").to_arrow_table().to_pandas(
-                types_mapper=pd.ArrowDtype
+            frame = (
+                con.sql(f"select {columns} from staging.{table}")
+                .to_arrow_table()
+                .to_pandas(types_mapper=pd.ArrowDtype)
             )
             t1 = time.perf_counter()
             context = gx.ephemeral_context()
@@ -100,9 +107,16 @@ def child(db: str, table: str, path: str) -> dict:
             raised = any(isinstance(v, dict) and v.get("raised_exception") for v in info)
             errors += raised
             counts[f"{config.type}:{label}"] = "error" if raised else (r.result or {}).get("unexpected_count")
-        out |= {"load_s": t1 - t0, "validate_s": t2 - t1, "warm_s": w2 - w0, "rows": len(frame),
-                "columns": frame.shape[1], "expectations": len(results.results), "counts": counts,
-                "errors": errors}
+        out |= {
+            "load_s": t1 - t0,
+            "validate_s": t2 - t1,
+            "warm_s": w2 - w0,
+            "rows": len(frame),
+            "columns": frame.shape[1],
+            "expectations": len(results.results),
+            "counts": counts,
+            "errors": errors,
+        }
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return out
 
@@ -126,24 +140,31 @@ def main() -> None:
             for path in PATHS:
                 done = subprocess.run(  # noqa: S603 — this script, with our own arguments
                     [sys.executable, str(Path(__file__).resolve()), args.db, "--child", table, path],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 runs.setdefault((table, path), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
 
-    print("| table | rows x cols | path | expectations (errors) | GX import | load | validate "
-          "| load+validate | same again, warm | peak RSS |")
+    print(
+        "| table | rows x cols | path | expectations (errors) | GX import | load | validate "
+        "| load+validate | same again, warm | peak RSS |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (table, path), samples in runs.items():
+
         def med(key: str, samples: list[dict] = samples) -> float:
             return statistics.median(s[key] for s in samples)
 
         first = samples[0]
-        print(f"| {table} | {first['rows']:,} x {first['columns']} | {path} "
-              f"| {first['expectations']} ({first['errors']}) | {med('import_s'):.2f} s "
-              f"| {med('load_s'):.2f} s "
-              f"| {med('validate_s'):.2f} s (min {min(s['validate_s'] for s in samples):.2f}, "
-              f"max {max(s['validate_s'] for s in samples):.2f}) | {med('load_s') + med('validate_s'):.2f} s "
-              f"| {med('warm_s'):.2f} s | {med('peak_rss_gb'):.2f} GB |")
+        print(
+            f"| {table} | {first['rows']:,} x {first['columns']} | {path} "
+            f"| {first['expectations']} ({first['errors']}) | {med('import_s'):.2f} s "
+            f"| {med('load_s'):.2f} s "
+            f"| {med('validate_s'):.2f} s (min {min(s['validate_s'] for s in samples):.2f}, "
+            f"max {max(s['validate_s'] for s in samples):.2f}) | {med('load_s') + med('validate_s'):.2f} s "
+            f"| {med('warm_s'):.2f} s | {med('peak_rss_gb'):.2f} GB |"
+        )
     for table in args.tables:
         sql = runs[(table, "sql")][0]["counts"]
         for path in PATHS[:-1]:

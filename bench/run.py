@@ -99,6 +99,10 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> Measured:
     return Measured(time.perf_counter() - started, usage.ru_maxrss * 1024, proc.returncode, output, stopped)
 
 
+class GuardStopped(Exception):
+    """A step passed the memory or time guard: a result to report, not a crash."""
+
+
 def checked(m: Measured, what: str) -> Measured:
     if m.returncode != 0:
         raise SystemExit(f"bench: {what} failed (exit {m.returncode}):\n{m.output}")
@@ -125,10 +129,11 @@ def generated(invoices: int, seed: int = SEED) -> tuple[Path, float | None]:
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     cli = str(Path(PYTHON).with_name("invoice-pipeline"))
-    m = checked(
-        measure([cli, "generate", "--out", str(tree), "--invoices", str(invoices), "--seed", str(seed)]),
-        f"generate {invoices}",
-    )
+    m = measure([cli, "generate", "--out", str(tree), "--invoices", str(invoices), "--seed", str(seed)])
+    if m.stopped:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise GuardStopped(f"generate {invoices:,}: stopped by the {m.stopped} guard after {m.wall_s:.0f} s")
+    checked(m, f"generate {invoices}")
     return tree, m.wall_s
 
 
@@ -310,7 +315,12 @@ def main() -> None:
     results: dict = {"machine": machine(), "started_at": datetime.now(UTC).isoformat(), "sizes": {}}
     completed = []
     for n in sizes:
-        results["sizes"][f"n{n}"] = bench_size(n)
+        try:
+            results["sizes"][f"n{n}"] = bench_size(n)
+        except GuardStopped as exc:
+            results["stopped"] = str(exc)
+            print(f"[n{n}] {exc}", flush=True)
+            break
         if not results["sizes"][f"n{n}"]["nightly"]["success"]:
             break  # a bigger size would only be stopped later
         completed.append(n)
