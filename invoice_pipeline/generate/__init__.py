@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from invoice_pipeline.generate.books import plant_books
 from invoice_pipeline.generate.claims import write_claims
 from invoice_pipeline.generate.einvoice import sample_xml, write_einvoice
 from invoice_pipeline.generate.erp import write_erp
-from invoice_pipeline.generate.frames import csv_bytes, invoice_frame, line_frame
+from invoice_pipeline.generate.frames import InvoiceText, csv_bytes, uid_text
 from invoice_pipeline.generate.numbering import apply_numbers, prepare_numbers
 from invoice_pipeline.generate.plants import SEVERITY, Planter
 from invoice_pipeline.generate.platform import CSV_ONLY_FROM, write_platform
@@ -88,21 +89,18 @@ def generate(out: Path, invoices: int, seed: int) -> dict[str, Any]:
     plant_books(planter)
     plan = planter.plan
 
-    inv = invoice_frame(world)
-    lines = line_frame(world, inv)
+    texts = InvoiceText(world)  # the world is final: text is made from it per file from here on
     _write_entities(landing / "entities", entities)
-    platform = write_platform(
-        landing / "tax_platform", world, inv, lines, plan.travel, m.person_names(rng, 3)
-    )
-    sample = sample_xml(world, inv, lines, plan.xml_force, planter.picked)
+    platform = write_platform(landing / "tax_platform", world, texts, plan.travel, m.person_names(rng, 3))
+    sample = sample_xml(world, plan.xml_force, planter.picked)
     einvoice = write_einvoice(
-        landing / "einvoice", world, inv, lines, sample, plan.xml_delta, plan.ofd, plan.ofd_delta
+        landing / "einvoice", world, texts, sample, plan.xml_delta, plan.ofd, plan.ofd_delta
     )
-    erp = write_erp(landing / "erp", world, inv, plan, planter.bad_rows)
-    claims = write_claims(landing / "reimbursement", world, inv, plan, planter.picked)
+    erp = write_erp(landing / "erp", world, texts, plan, planter.bad_rows)
+    claims = write_claims(landing / "reimbursement", world, texts, plan, planter.picked)
     sync = write_sync(landing / "sync_log", world)
 
-    truth = _Truth(world, inv, erp.subjects).build(
+    truth = _Truth(world, erp.subjects).build(
         invoices=invoices,
         seed=seed,
         planter=planter,
@@ -147,13 +145,12 @@ def _write_entities(folder: Path, entities: list[m.Entity]) -> None:
 
 
 class _Truth:
-    def __init__(self, world: m.World, inv: pl.DataFrame, erp_subjects: dict[str, str]) -> None:
+    def __init__(self, world: m.World, erp_subjects: dict[str, str]) -> None:
         self.world = world
         self.erp_subjects = erp_subjects
-        self.rows = inv.select("uid", "our_tin", "dirn", "period").to_dict()  # Series: looked up by index
 
     def uid(self, i: int) -> str:
-        return self.rows["uid"][i]
+        return uid_text(self.world, i)
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, tuple) and len(value) == 2 and value[0] in ("uid", "erp", "text"):
@@ -172,11 +169,12 @@ class _Truth:
     def scope(self, i: int | None) -> dict[str, Any]:
         if i is None:
             return {"entity_tin": None, "direction": None, "period": None, "invoice_uid": None}
+        w = self.world
         return {
-            "entity_tin": self.rows["our_tin"][i],
-            "direction": m.DIRECTION[self.rows["dirn"][i]],
-            "period": self.rows["period"][i],
-            "invoice_uid": self.rows["uid"][i],
+            "entity_tin": w.entities[w.ent[i]].tin,
+            "direction": m.DIRECTION[w.dirn[i]],
+            "period": (m.EPOCH + timedelta(seconds=int(w.ts[i]))).strftime("%Y-%m"),
+            "invoice_uid": self.uid(i),
         }
 
     def problem(
@@ -294,13 +292,11 @@ class _Truth:
 
     def counts(self, platform: Any, einvoice: Any, erp: Any, claims: Any, sync: Any) -> dict[str, Any]:
         world = self.world
-        uids = self.rows["uid"]
-        platform_uids = uids.filter(pl.Series(world.in_platform))
         xml_uids = set(einvoice.xml_files.values())
         ofd_uids = set(einvoice.ofd_files.values())
-        extra = (xml_uids | ofd_uids) - set(
-            uids.filter(pl.Series(world.in_platform) & uids.is_in(sorted(xml_uids | ofd_uids)))
-        )
+        # Invoices only XML or OFD files know (uids are unique, so no platform invoice has theirs).
+        extra = {uid_text(world, i) for i in einvoice.invoices if not world.in_platform[i]}
+        platform_total = _distinct_platform_invoices(world)
         return {
             "entities": len(world.entities),
             "tax_platform_files": dict(sorted(platform.files.items())),
@@ -315,10 +311,10 @@ class _Truth:
             "sync_log_files": dict(sorted(sync.files.items())),
             "sync_log_lines": sum(sync.files.values()),
             "core_invoices": {
-                "tax_platform": platform_uids.n_unique(),
+                "tax_platform": platform_total,
                 "einvoice_xml": len(xml_uids),
                 "einvoice_ofd": len(ofd_uids),
-                "total": platform_uids.n_unique() + len(extra),
+                "total": platform_total + len(extra),
             },
         }
 
@@ -456,3 +452,12 @@ class _Truth:
                 }
             )
         return out
+
+
+def _distinct_platform_invoices(world: m.World) -> int:
+    """How many invoice_uids the platform exports hold: 20-digit numbers, else 发票代码 + 号码."""
+    platform = world.in_platform
+    digital = platform & (world.no20 >= 0)
+    legacy = platform & ~digital
+    pairs = world.code_id[legacy] * (int(world.no8.max()) + 1) + world.no8[legacy]  # (code, number)
+    return pl.Series(world.no20[digital]).n_unique() + pl.Series(pairs).n_unique()

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from invoice_pipeline.generate import model as m
-from invoice_pipeline.generate.frames import csv_bytes, money
+from invoice_pipeline.generate.frames import InvoiceText, csv_bytes, gather, money
 from invoice_pipeline.generate.plants import Plan
 from invoice_pipeline.specs import load_specs
 
@@ -30,7 +30,7 @@ class ClaimsResult:
 
 
 def write_claims(
-    out: Path, world: m.World, inv: pl.DataFrame, plan: Plan, picked: np.ndarray
+    out: Path, world: m.World, texts: InvoiceText, plan: Plan, picked: np.ndarray
 ) -> ClaimsResult:
     rng = world.rng
     ents = world.entities
@@ -56,7 +56,7 @@ def write_claims(
         starts[0] = True
     claim_of = np.cumsum(starts) - 1
     n_claims = int(claim_of[-1]) + 1 if len(claim_of) else 0
-    status = np.array(STATUSES, dtype=object)[rng.integers(0, len(STATUSES), size=n_claims)]
+    status = gather(STATUSES, rng.integers(0, len(STATUSES), size=n_claims))
     partial = rng.random(len(chosen)) < 0.15
     claimed = np.where(
         partial, np.round(world.tot[chosen] * rng.uniform(0.5, 0.99, size=len(chosen))), world.tot[chosen]
@@ -66,7 +66,7 @@ def write_claims(
             "inv": chosen,
             "claim": claim_of,
             "claimed": claimed,
-            "status": status[claim_of].tolist() if n_claims else [],
+            "status": status.gather(claim_of) if n_claims else [],
             "raw_total": [None] * len(chosen),
         },
         schema={
@@ -89,7 +89,8 @@ def write_claims(
             }
         )
     rows = pl.concat([base, pl.DataFrame(planted, schema=base.schema)])
-    info = inv.select("i", "ent", "kind", "code", "no8", "no20", "issue_date", "tot")
+    claimed_invoices = np.unique(rows.filter(pl.col("inv") >= 0)["inv"].to_numpy())
+    info = texts.frame(claimed_invoices, ("i", "ent", "kind", "code", "no8", "no20", "issue_date", "tot"))
     rows = rows.join(info, left_on="inv", right_on="i", how="left", maintain_order="left")
     ghosts = {-1 - k: c for k, c in enumerate(plan.claims) if c.inv is None}
     if ghosts:
@@ -151,12 +152,9 @@ def write_claims(
                 pl.col("seq").cast(pl.String).str.zfill(4),
             ]
         ),
-        claimant_name=pl.Series(
-            [
-                employees[e][c]
-                for e, c in zip(per_claim["ent"].to_list(), per_claim["claimant"].to_list(), strict=True)
-            ],
-            dtype=pl.String,
+        claimant_name=gather(
+            [name for names in employees for name in names],
+            per_claim["ent"].cast(pl.Int64).to_numpy() * 12 + per_claim["claimant"].to_numpy(),
         ),
         department_name=pl.Series(DEPARTMENTS, dtype=pl.String).gather(per_claim["department"]),
     )

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from invoice_pipeline.generate import model as m
+from invoice_pipeline.generate.frames import InvoiceText, line_frame
 from invoice_pipeline.generate.ids import amount_in_chinese
 from invoice_pipeline.generate.xlsx import ZIP_TIME
 
@@ -46,6 +47,7 @@ class EinvoiceResult:
     malformed: str = ""
     date_only: list[int] = field(default_factory=list)
     shuffled: list[int] = field(default_factory=list)
+    invoices: list[int] = field(default_factory=list)  # every invoice with an XML or OFD file
 
 
 def _money(cents: int) -> str:
@@ -62,9 +64,7 @@ def _block(tag: str, children: list[str], indent: str) -> str:
     return f"<{tag}>{inner}\n{indent}</{tag}>"
 
 
-def sample_xml(
-    world: m.World, inv: pl.DataFrame, lines: pl.DataFrame, forced: list[int], excluded: np.ndarray
-) -> list[int]:
+def sample_xml(world: m.World, forced: list[int], excluded: np.ndarray) -> list[int]:
     """About a tenth of the 数电 invoices (at most 2 000 files), plus the planted ones."""
     rng = world.rng
     percent = np.isin(world.l_rate, sorted(m.PERCENT_RATES))
@@ -219,8 +219,10 @@ def xml_name(row: dict[str, Any]) -> str:
     return f"dzfp_{row['no20']}_{row['buyer_name']}_{stamp}.xml"
 
 
-def _items(lines: pl.DataFrame, invoices: list[int]) -> dict[int, list[dict[str, Any]]]:
-    rows = lines.filter(pl.col("inv").is_in(invoices) & ~pl.col("face")).sort(["inv", "line_no"])
+def _items(world: m.World, invoices: list[int]) -> dict[int, list[dict[str, Any]]]:
+    start, end = m.line_slices(world, np.array(sorted(set(invoices)), np.int64))
+    lines = line_frame(world, m.line_rows(start, end))
+    rows = lines.filter(~pl.col("face")).sort(["inv", "line_no"])
     grouped: dict[int, list[dict[str, Any]]] = {}
     for r in rows.iter_rows(named=True):
         grouped.setdefault(r["inv"], []).append(r)
@@ -230,8 +232,7 @@ def _items(lines: pl.DataFrame, invoices: list[int]) -> dict[int, list[dict[str,
 def write_einvoice(
     out: Path,
     world: m.World,
-    inv: pl.DataFrame,
-    lines: pl.DataFrame,
+    texts: InvoiceText,
     sample: list[int],
     xml_delta: dict[int, int],
     ofd: list[tuple[int, str]],
@@ -239,10 +240,9 @@ def write_einvoice(
 ) -> EinvoiceResult:
     rng = world.rng
     result = EinvoiceResult()
-    rows = {
-        r["i"]: r for r in inv.filter(pl.col("i").is_in(sample + [i for i, _ in ofd])).iter_rows(named=True)
-    }
-    items = _items(lines, sample + [i for i, _ in ofd])
+    result.invoices = sorted({*sample, *(i for i, _ in ofd)})
+    rows = {r["i"]: r for r in texts.frame(np.array(result.invoices, np.int64)).iter_rows(named=True)}
+    items = _items(world, sample + [i for i, _ in ofd])
     plain = [i for i in sample if i not in xml_delta]
     date_only = (
         set(rng.choice(plain, size=max(1, len(plain) * 3 // 20), replace=False).tolist()) if plain else set()

@@ -1,9 +1,10 @@
 """The synthetic world: our entities, counterparties, and every invoice and invoice line.
 
 Invoices live in numpy arrays (one element per invoice, one per line), never as Python
-objects, so a million invoices cost seconds. Text columns are made at the end by Polars,
-gathering from small lookup tables. Time is seconds from 2026-01-01 00:00 Asia/Shanghai,
-kept naive: every date in the landing files is a Shanghai wall-clock date.
+objects, so a million invoices cost seconds. Text is made at the end by Polars, gathering
+from small lookup tables, one file (or chunk of a file) at a time (frames.py). Time is
+seconds from 2026-01-01 00:00 Asia/Shanghai, kept naive: every date in the landing files is
+a Shanghai wall-clock date.
 """
 
 from __future__ import annotations
@@ -532,24 +533,53 @@ def append_lines(
     world.l_travel = np.concatenate([world.l_travel, np.zeros(k, bool) if travel is None else travel])
 
 
+LINE_FIELDS = ("l_inv", "l_no", "l_amt", "l_rate", "l_tax", "l_item", "l_qty", "l_face", "l_travel")
+
+
 def drop_lines(world: World, keep: np.ndarray) -> None:
-    for name in ("l_inv", "l_no", "l_amt", "l_rate", "l_tax", "l_item", "l_qty", "l_face", "l_travel"):
+    for name in LINE_FIELDS:
         setattr(world, name, getattr(world, name)[keep])
 
 
-def line_slices(world: World) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end of each invoice's lines (lines must be sorted by invoice)."""
-    start = np.searchsorted(world.l_inv, np.arange(world.n), side="left")
-    end = np.searchsorted(world.l_inv, np.arange(world.n), side="right")
+def replace_lines(
+    world: World, inv: int, amt: np.ndarray, rate: np.ndarray, item: np.ndarray, travel: bool = False
+) -> None:
+    """Give invoice `inv` these lines instead of its own, numbered 0.. in this order.
+
+    Lines must be in `finish_lines` order: the new ones are spliced in where the old ones were,
+    which costs one copy of the line arrays instead of a sort of millions of lines.
+    """
+    start, end = np.searchsorted(world.l_inv, [inv, inv + 1])
+    k = len(amt)
+    new = {
+        "l_inv": np.full(k, inv),
+        "l_no": np.arange(k),
+        "l_amt": amt,
+        "l_rate": rate,
+        "l_tax": line_tax(amt, rate),
+        "l_item": item,
+        "l_qty": np.ones(k),
+        "l_face": np.zeros(k, bool),
+        "l_travel": np.full(k, travel),
+    }
+    for name, values in new.items():
+        old = getattr(world, name)
+        setattr(world, name, np.concatenate([old[:start], values.astype(old.dtype), old[end:]]))
+
+
+def line_slices(world: World, invoices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of the lines of `invoices` (default: every invoice); lines sorted by invoice."""
+    invoices = np.arange(world.n) if invoices is None else invoices
+    start = np.searchsorted(world.l_inv, invoices, side="left")
+    end = np.searchsorted(world.l_inv, invoices, side="right")
     return start, end
 
 
 def finish_lines(world: World) -> None:
     """Sort lines by invoice and line number, renumber them 0.. and drop stale face lines."""
-    keep = ~world.l_face
-    drop_lines(world, keep)
-    order = np.lexsort((world.l_no, world.l_inv))
-    drop_lines(world, order)
+    if world.l_face.any():
+        drop_lines(world, ~world.l_face)
+    _sort_lines(world)
     counts = np.bincount(world.l_inv, minlength=world.n)
     starts = np.cumsum(counts) - counts
     world.l_no = (np.arange(len(world.l_inv)) - starts[world.l_inv]).astype(np.int16)
@@ -574,7 +604,26 @@ def compute_headers(world: World) -> None:
         tax=world.tax[goods],
         face=np.ones(len(goods), bool),
     )
-    order = np.lexsort((world.l_no, world.l_inv))
+    _sort_lines(world)
+
+
+def _sort_lines(world: World) -> None:
+    """Lines in order of invoice, then line number (a stable sort).
+
+    Lines are appended after the sorted bulk, mostly for invoices appended after all others:
+    then only the appended tail is sorted, not the millions of lines before it.
+    """
+    inv, no = world.l_inv, world.l_no
+    later = inv[1:] > inv[:-1]
+    in_order = later | ((inv[1:] == inv[:-1]) & (no[1:] > no[:-1]))
+    if in_order.all():
+        return
+    head = int(np.argmin(in_order)) + 1  # lines [0, head) are in order
+    if inv[head:].min() > inv[head - 1]:
+        tail = np.lexsort((no[head:], inv[head:]))
+        order = np.concatenate([np.arange(head), head + tail])
+    else:
+        order = np.lexsort((no, inv))
     drop_lines(world, order)
 
 

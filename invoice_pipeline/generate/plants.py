@@ -166,21 +166,10 @@ class Planter:
 
     def set_lines(self, inv: int, lines: list[tuple[int, int, int]], travel: bool = False) -> None:
         """Replace an invoice's lines by (amount cents, rate, item) triples."""
-        w = self.w
-        m.drop_lines(w, w.l_inv != inv)
         amt = np.array([a for a, _, _ in lines], np.int64)
         rate = np.array([r for _, r, _ in lines], np.int64)
         item = np.array([i for _, _, i in lines], np.int64)
-        m.append_lines(
-            w,
-            np.full(len(lines), inv),
-            amt,
-            rate,
-            item,
-            no=np.arange(len(lines)),
-            travel=np.full(len(lines), travel),
-        )
-        m.finish_lines(w)
+        m.replace_lines(self.w, inv, amt, rate, item, travel)
 
     def shift_line_tax(self, inv: int, delta: int) -> None:
         first = int(np.searchsorted(self.w.l_inv, inv))

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from invoice_pipeline.generate import model as m
-from invoice_pipeline.generate.frames import csv_bytes, money
+from invoice_pipeline.generate.frames import InvoiceText, line_frame, money, write_csv
 from invoice_pipeline.generate.ids import make_ric
 from invoice_pipeline.generate.xlsx import Sheet, write_workbook
 from invoice_pipeline.specs import load_specs
@@ -63,6 +63,8 @@ LINE_INVOICE_COLUMNS = (
     "drawer",
     "remark",
 )
+# What the export's sheets are made from.
+EXPORT_COLUMNS = ("i", "ts", "uid", *LINE_INVOICE_COLUMNS, "amt", "tax", "tot", "issue_date")
 MAX_SHEET_ROWS = 200_000
 CSV_ONLY_FROM = 1_000_000
 
@@ -181,37 +183,55 @@ def file_name(entity: m.Entity, dirn: int, quarter: int, ext: str) -> str:
     return f"{entity.short}_{m.DIRECTION_CN[dirn]}_2026Q{quarter}_全量发票查询导出结果.{ext}"
 
 
+def _groups(world: m.World) -> dict[tuple[int, int, int], np.ndarray]:
+    """The platform's invoices of each export (entity, direction, quarter), in index order."""
+    idx = np.flatnonzero(world.in_platform)
+    quarter = (m.month_of(world.ts[idx]) + 2) // 3
+    key = (world.ent[idx].astype(np.int64) * 2 + world.dirn[idx]) * 5 + quarter  # quarter is 1..4
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    groups = {}
+    for part in np.split(order, bounds):
+        if len(part):
+            k = int(key[part[0]])
+            groups[(k // 10, k // 5 % 2, k % 5)] = idx[part]
+    return groups
+
+
+def _export_rows(texts: InvoiceText, idx: np.ndarray) -> pl.DataFrame:
+    """One export's invoices in the platform's order (issue time, then number)."""
+    return texts.frame(idx, EXPORT_COLUMNS).sort(["ts", "uid"])
+
+
+def _first_rows(texts: InvoiceText, idx: np.ndarray, k: int) -> pl.DataFrame:
+    """The first `k` rows of an export, without making the text of all of it."""
+    ts = texts.w.ts[idx]
+    if len(idx) > k:
+        idx = idx[ts <= np.partition(ts, k - 1)[k - 1]]  # ties at the k-th time included
+    return _export_rows(texts, idx).head(k)
+
+
+def _export_lines(world: m.World, invoices: pl.DataFrame) -> pl.DataFrame:
+    """The lines of an export's invoices, in its order, with the invoice columns they repeat."""
+    start, end = m.line_slices(world, invoices["i"].to_numpy())
+    lines = line_frame(world, m.line_rows(start, end))
+    repeated = invoices.select(LINE_INVOICE_COLUMNS).gather(
+        np.repeat(np.arange(invoices.height), end - start)
+    )
+    return pl.concat([lines, repeated], how="horizontal")
+
+
 def write_platform(
     out: Path,
     world: m.World,
-    inv: pl.DataFrame,
-    lines: pl.DataFrame,
+    texts: InvoiceText,
     travel: list[int],
     travellers: list[str],
 ) -> PlatformResult:
     rng = world.rng
     result = PlatformResult()
     csv_only = world.n_platform >= CSV_ONLY_FROM
-    invoices = inv.filter(pl.col("in_platform")).sort(["ent", "dirn", "quarter", "ts", "uid"])
-    invoices = invoices.with_columns(pos=pl.int_range(pl.len()))
-    position = np.full(world.n, -1, np.int64)
-    position[invoices["i"].to_numpy()] = invoices["pos"].to_numpy()
-    if not csv_only:
-        lines = lines.with_columns(pos=pl.Series(position[lines["inv"].to_numpy()]))
-        lines = lines.filter(pl.col("pos") >= 0).sort(["pos", "line_no"])
-        lines = lines.join(
-            invoices.select("i", "ent", "dirn", "quarter", *LINE_INVOICE_COLUMNS),
-            left_on="inv",
-            right_on="i",
-            how="left",
-            maintain_order="left",
-        )
-    groups = invoices.partition_by(["ent", "dirn", "quarter"], maintain_order=True, as_dict=True)
-    line_groups = (
-        lines.partition_by(["ent", "dirn", "quarter"], maintain_order=True, as_dict=True)
-        if not csv_only
-        else {}
-    )
+    groups = _groups(world)
     keys = sorted(groups)
     mismatch = {keys[int(k)] for k in rng.choice(len(keys), size=min(2, len(keys)), replace=False)}
     deltas = iter([(100_000, 0, "金额 +1000.00"), (0, -50, "税额 -0.50")])
@@ -219,8 +239,8 @@ def write_platform(
     for key in keys:
         ent, dirn, quarter = key
         entity = world.entities[ent]
-        group = groups[key]
-        group_lines = line_groups.get(key)
+        group = _export_rows(texts, groups[key])
+        group_lines = None if csv_only else _export_lines(world, group)
         n_lines = 0 if group_lines is None else group_lines.height
         head = header_sheet(group)
         amt_delta = tax_delta = 0
@@ -232,7 +252,7 @@ def write_platform(
         if key in mismatch:
             result.control_mismatch.append((name, ent, dirn, what))
         if as_csv:
-            (out / name).write_bytes(csv_bytes(pl.concat([head, total])))
+            write_csv(out / name, pl.concat([head, total]))
         else:
             sheets = [Sheet("发票基础信息", pl.concat([head, total]), MONEY)]
             sheets.append(
@@ -257,9 +277,8 @@ def write_platform(
         data = (out / first).read_bytes()
     else:  # every export is a CSV: the download that broke was a small workbook
         buffer = io.BytesIO()
-        write_workbook(
-            buffer, [Sheet("发票基础信息", header_sheet(groups[keys[0]].head(500)), MONEY)], m.CREATED
-        )
+        head = header_sheet(_first_rows(texts, groups[keys[0]], 500))
+        write_workbook(buffer, [Sheet("发票基础信息", head, MONEY)], m.CREATED)
         data = buffer.getvalue()
     result.truncated = first.replace(".xlsx", " (1).xlsx")
     (out / result.truncated).write_bytes(data[: len(data) * 3 // 5])

@@ -9,7 +9,8 @@ as inline strings (every identifier stays a text cell), money as numeric cells.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -27,11 +28,21 @@ class Sheet:
 
     `frame` columns are all `pl.String`; the columns named in `numeric` hold number text
     (`-1234.50`) and become numeric cells. A null is an absent cell, `""` an empty text cell.
+    A column of `numeric_rows` is numeric only in the rows where the Boolean column it names is
+    true (that column is not written); in `dates`, those numbers are date serials shown as dates.
     """
 
     name: str
     frame: pl.DataFrame
     numeric: frozenset[str] = frozenset()
+    numeric_rows: Mapping[str, str] = field(default_factory=dict)
+    dates: frozenset[str] = frozenset()
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns written, in order."""
+        flags = set(self.numeric_rows.values())
+        return [c for c in self.frame.columns if c not in flags]
 
 
 def column_letter(index: int) -> str:
@@ -51,23 +62,26 @@ def _xml_text(expr: pl.Expr) -> pl.Expr:
     )
 
 
-def _row_xml(frame: pl.DataFrame, numeric: frozenset[str], first_row: int) -> pl.Expr:
+def _row_xml(sheet: Sheet, frame: pl.DataFrame, first_row: int) -> pl.Expr:
     row_no = (pl.int_range(pl.len(), dtype=pl.Int64) + first_row).cast(pl.String)
     cells = []
-    for j, name in enumerate(frame.columns):
+    for j, name in enumerate(sheet.columns):
         ref = pl.concat_str([pl.lit(f'<c r="{column_letter(j)}'), row_no])
         value = pl.col(name)
-        if name in numeric:
-            cell = pl.concat_str([ref, pl.lit('"><v>'), value, pl.lit("</v></c>")])
+        style = ' s="1"' if name in sheet.dates else ""
+        number = pl.concat_str([ref, pl.lit(f'"{style}><v>'), value, pl.lit("</v></c>")])
+        if name in sheet.numeric:
+            cell = number
         else:
             column = frame[name]
-            if column.str.contains(r"[&<>]").any():
-                value = _xml_text(value)
+            text = _xml_text(value) if column.str.contains(r"[&<>]").any() else value
             # Only columns that need it pay for xml:space (newlines, edge blanks in 备注).
             space = ' xml:space="preserve"' if column.str.contains(r"^\s|\s$|\n").any() else ""
             cell = pl.concat_str(
-                [ref, pl.lit(f'" t="inlineStr"><is><t{space}>'), value, pl.lit("</t></is></c>")]
+                [ref, pl.lit(f'" t="inlineStr"><is><t{space}>'), text, pl.lit("</t></is></c>")]
             )
+            if name in sheet.numeric_rows:
+                cell = pl.when(pl.col(sheet.numeric_rows[name])).then(number).otherwise(cell)
         cells.append(pl.when(value.is_null()).then(pl.lit("")).otherwise(cell))
     return pl.concat_str([pl.lit('<row r="'), row_no, pl.lit('">'), *cells, pl.lit("</row>")])
 
@@ -82,19 +96,19 @@ def _header_xml(columns: list[str]) -> str:
 
 def _write_sheet(zf: zipfile.ZipFile, arcname: str, sheet: Sheet) -> None:
     frame = sheet.frame
-    last_col = column_letter(max(len(frame.columns) - 1, 0))
+    last_col = column_letter(max(len(sheet.columns) - 1, 0))
     head = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
         'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-        f'<dimension ref="A1:{last_col}{frame.height + 1}"/><sheetData>' + _header_xml(frame.columns)
+        f'<dimension ref="A1:{last_col}{frame.height + 1}"/><sheetData>' + _header_xml(sheet.columns)
     )
     info = _info(arcname)
     with zf.open(info, "w") as out:
         out.write(head.encode("utf-8"))
         for offset in range(0, frame.height, CHUNK_ROWS):
             chunk = frame.slice(offset, CHUNK_ROWS)
-            text = chunk.select(_row_xml(chunk, sheet.numeric, offset + 2).str.join("")).item()
+            text = chunk.select(_row_xml(sheet, chunk, offset + 2).str.join("")).item()
             out.write(text.encode("utf-8"))
         out.write(b"</sheetData></worksheet>")
 
@@ -107,8 +121,12 @@ def _info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _static_parts(sheets: list[Sheet], created: datetime) -> dict[str, str]:
+def _static_parts(sheets: list[Sheet], created: datetime, creator: str) -> dict[str, str]:
     stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # A second cell format, for date cells, only in workbooks that have them.
+    dates = any(s.dates for s in sheets)
+    number_formats = '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy-mm-dd"/></numFmts>'
+    date_format = '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
     sheet_overrides = "".join(
         f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
         'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
@@ -160,7 +178,7 @@ def _static_parts(sheets: list[Sheet], created: datetime) -> dict[str, str]:
         'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
         f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
-        "<dc:creator>Apache POI</dc:creator></cp:coreProperties>",
+        f"<dc:creator>{escape(creator)}</dc:creator></cp:coreProperties>",
         "xl/workbook.xml": xml
         + '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
         'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
@@ -173,20 +191,26 @@ def _static_parts(sheets: list[Sheet], created: datetime) -> dict[str, str]:
         'Target="styles.xml"/></Relationships>',
         "xl/styles.xml": xml
         + '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        '<fonts count="1"><font><sz val="11"/><name val="宋体"/></font></fonts>'
+        + (number_formats if dates else "")
+        + '<fonts count="1"><font><sz val="11"/><name val="宋体"/></font></fonts>'
         '<fills count="2"><fill><patternFill patternType="none"/></fill>'
         '<fill><patternFill patternType="gray125"/></fill></fills>'
         '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
         '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-        '<cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/></cellXfs>'
+        + f'<cellXfs count="{2 if dates else 1}">'
+        + '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        + (date_format if dates else "")
+        + "</cellXfs>"
         '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
         "</styleSheet>",
     }
 
 
-def write_workbook(path: Path | IO[bytes], sheets: list[Sheet], created: datetime) -> None:
+def write_workbook(
+    path: Path | IO[bytes], sheets: list[Sheet], created: datetime, creator: str = "Apache POI"
+) -> None:
     """Write `sheets` to `path`; identical input gives identical bytes."""
-    parts = _static_parts(sheets, created)
+    parts = _static_parts(sheets, created, creator)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for name in (
             "[Content_Types].xml",
