@@ -89,14 +89,15 @@ def render(results: dict) -> str:
         "",
         "Slowest steps at the largest size:",
         "",
-        "| step | s |",
-        "|---|---:|",
+        "| step | s | peak RSS during the step |",
+        "|---|---:|---:|",
     ]
     if not sizes:
         return "\n".join(out) + "\n\nNo size completed.\n"
     largest = sizes[-1]
+    peaks = largest["nightly"].get("steps_peak_rss_bytes", {})
     for step, seconds in list(largest["nightly"]["steps_s"].items())[:12]:
-        out.append(f"| `{step}` | {seconds:.1f} |")
+        out.append(f"| `{step}` | {seconds:.1f} | {_gib(peaks.get(step))} |")
 
     out += [
         "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,37 @@ def stage_of(step_key: str) -> str:
     return "other"
 
 
+class RssSampler:
+    """Samples this process's resident memory every 0.1 s in a thread, so each step's peak can be
+    read off afterwards from the step's start and end times in the event log."""
+
+    def __init__(self, every_s: float = 0.1):
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    @staticmethod
+    def rss_bytes() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self.rss_bytes()))
+            self._stop.wait(every_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir", type=Path)
@@ -60,20 +92,22 @@ def main() -> None:
     job = defs().resolve_job_def("nightly")
     loaded = time.perf_counter()
     instance = dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(
-        run_config={
-            "resources": {
-                "warehouse": {"config": {"data_dir": str(args.data_dir)}},
-                "settings": {"config": {"as_of": args.as_of}},
+    with RssSampler() as sampler:
+        result = job.execute_in_process(
+            run_config={
+                "resources": {
+                    "warehouse": {"config": {"data_dir": str(args.data_dir)}},
+                    "settings": {"config": {"as_of": args.as_of}},
+                },
+                "loggers": {"console": {"config": {"log_level": "ERROR"}}},
             },
-            "loggers": {"console": {"config": {"log_level": "ERROR"}}},
-        },
-        instance=instance,
-        raise_on_error=False,
-    )
+            instance=instance,
+            raise_on_error=False,
+        )
     finished = time.perf_counter()
     starts: dict[str, float] = {}
     steps: dict[str, float] = {}
+    peaks: dict[str, int] = {}
     for entry in instance.all_logs(result.run_id):
         event = entry.dagster_event
         if event is None or event.step_key is None:
@@ -82,6 +116,7 @@ def main() -> None:
             starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
             steps[event.step_key] = entry.timestamp - starts[event.step_key]
+            peaks[event.step_key] = sampler.peak_between(starts[event.step_key], entry.timestamp)
     stages: dict[str, float] = {}
     for key, seconds in steps.items():
         stages[stage_of(key)] = stages.get(stage_of(key), 0.0) + seconds
@@ -95,6 +130,7 @@ def main() -> None:
                 "job_s": round(finished - loaded, 3),
                 "stages_s": {k: round(v, 3) for k, v in sorted(stages.items())},
                 "steps_s": {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])},
+                "steps_peak_rss_bytes": dict(sorted(peaks.items(), key=lambda kv: -kv[1])),
             },
             indent=1,
         )

@@ -7,6 +7,7 @@ it owns inside one transaction, so running it again gives the same warehouse.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,26 @@ def _current_raw(con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str) -
     return con.sql(current_raw_sql(spec.tables[table], spec.name)).pl()
 
 
+def _current_raw_chunks(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, table: str
+) -> Iterator[pl.DataFrame]:
+    """The current raw rows in chunks of about `staging.CHUNK_ROWS` (at least one, maybe empty).
+
+    Read on a cursor of its own, so the connection stays usable while the chunks are consumed.
+    """
+    cursor = con.cursor()
+    try:
+        reader = cursor.sql(current_raw_sql(spec.tables[table], spec.name)).to_arrow_reader(st.CHUNK_ROWS)
+        empty = True
+        for batch in reader:
+            empty = False
+            yield pl.from_arrow(batch)
+        if empty:
+            yield pl.from_arrow(reader.schema.empty_table())
+    finally:
+        cursor.close()
+
+
 def _entities(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     if not table_exists(con, "staging", "entities"):
         return _EMPTY_ENTITIES
@@ -63,7 +84,7 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> dict[str, st.Stag
     if name == "tax_platform":
         return {
             "tax_platform": st.stage_tax_platform(
-                _current_raw(con, spec, "tax_platform"), tables["tax_platform"], entities
+                _current_raw_chunks(con, spec, "tax_platform"), tables["tax_platform"], entities
             ),
             "tax_platform_lines": st.stage_tax_platform_lines(
                 _current_raw(con, spec, "tax_platform_lines"), tables["tax_platform_lines"]
@@ -81,7 +102,7 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> dict[str, st.Stag
             ),
         }
     if name == "erp":
-        erp = st.stage_erp(_current_raw(con, spec, "erp"), tables["erp"], entities)
+        erp = st.stage_erp(_current_raw_chunks(con, spec, "erp"), tables["erp"], entities)
         refs = st.Staged(st.erp_invoice_refs(erp.table), st.empty_rejects())
         return {"erp": erp, "erp_invoice_refs": refs}
     if name == "reimbursement":

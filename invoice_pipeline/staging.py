@@ -11,7 +11,7 @@ staged rows = current raw rows - rejected rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -94,8 +94,41 @@ def empty_rejects() -> pl.DataFrame:
     return pl.DataFrame(schema=dict.fromkeys(REJECT_COLUMNS, pl.String))
 
 
-def apply_fields(raw: pl.DataFrame, fields: list[Field], spec: TableSpec) -> Staged:
-    """Compute every field; split rows into kept and rejected (with one reason per column)."""
+# Rows typed at a time: the text columns, one typed and one "was it given" column per field exist
+# only for these rows, so staging's memory is that of the typed table, not three times the raw one.
+CHUNK_ROWS = 500_000
+
+
+def _chunks(raw: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    if isinstance(raw, pl.DataFrame):
+        for offset in range(0, max(raw.height, 1), CHUNK_ROWS):
+            yield raw.slice(offset, CHUNK_ROWS)
+    else:
+        yield from raw
+
+
+def apply_fields(
+    raw: pl.DataFrame | Iterable[pl.DataFrame],
+    fields: list[Field],
+    spec: TableSpec,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> Staged:
+    """Compute every field; split rows into kept and rejected (with one reason per column).
+
+    `raw` is one frame or the raw rows in chunks (as read from DuckDB); each chunk is typed on
+    its own — every field is a function of its row alone — after `prepare` (a per-row lookup
+    join), and only the typed columns are kept.
+    """
+    parts = [_apply_chunk(prepare(chunk) if prepare else chunk, fields, spec) for chunk in _chunks(raw)]
+    if not parts:
+        raise ValueError("apply_fields needs at least one chunk (an empty frame gives the columns)")
+    return Staged(
+        pl.concat([p.table for p in parts], how="vertical", rechunk=False),
+        pl.concat([p.rejects for p in parts], how="vertical"),
+    )
+
+
+def _apply_chunk(raw: pl.DataFrame, fields: list[Field], spec: TableSpec) -> Staged:
     typed = raw.with_columns(
         [field.expr.alias(f"__v_{field.name}") for field in fields]
         + [field.present().alias(f"__t_{field.name}") for field in fields if field.raw]
@@ -324,7 +357,9 @@ def assign_entity(table: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
     ).drop("__buyer_key", "__seller_key", "__buyer_name_tin", "__seller_name_tin")
 
 
-def stage_tax_platform(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -> Staged:
+def stage_tax_platform(
+    raw: pl.DataFrame | Iterable[pl.DataFrame], spec: TableSpec, entities: pl.DataFrame
+) -> Staged:
     """One row per invoice of the platform export: the authoritative record (SPEC §4)."""
     fields = [
         *_identity_fields(),
@@ -534,10 +569,13 @@ ERP_COLUMNS = [
 ]
 
 
-def stage_erp(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -> Staged:
+def stage_erp(raw: pl.DataFrame | Iterable[pl.DataFrame], spec: TableSpec, entities: pl.DataFrame) -> Staged:
     """One row per ERP document (组织 + 单据编号), as booked, with the invoice numbers it names."""
     orgs = entities.select(pl.col("erp_org_code").alias("__org"), pl.col("tin").alias("__entity_tin"))
-    raw = raw.with_columns(_ident("org_code").alias("__org")).join(orgs, on="__org", how="left")
+
+    def with_entity(chunk: pl.DataFrame) -> pl.DataFrame:
+        return chunk.with_columns(_ident("org_code").alias("__org")).join(orgs, on="__org", how="left")
+
     fields = [
         Field(
             "org_code",
@@ -600,7 +638,7 @@ def stage_erp(raw: pl.DataFrame, spec: TableSpec, entities: pl.DataFrame) -> Sta
         Field("clerk", _text("clerk")),
         Field("remark", _text("remark")),
     ]
-    staged = keep_newest(apply_fields(raw, fields, spec), ["org_code", "doc_no"], "ERP document")
+    staged = keep_newest(apply_fields(raw, fields, spec, with_entity), ["org_code", "doc_no"], "ERP document")
     is_received = pl.col("direction") == "received"
     table = staged.table.with_columns(
         pl.concat_str(pl.col("org_code"), pl.lit("/"), pl.col("doc_no")).alias("erp_doc_id"),

@@ -54,7 +54,7 @@ def _snapshot(db: Path) -> dict[str, tuple[int, str]]:
         out = {}
         for s, t in names:
             n, digest = con.execute(
-                f'select count(*), md5(coalesce(string_agg(cast(x as varchar), chr(10) '
+                f"select count(*), md5(coalesce(string_agg(cast(x as varchar), chr(10) "
                 f'order by cast(x as varchar)), \'\')) from "{s}"."{t}" as x'
             ).fetchall()[0]
             out[f"{s}.{t}"] = (n, digest)
@@ -105,16 +105,18 @@ def test_backup_verifies_and_is_recorded(data_dir):
         ).fetchall()
     finally:
         con.close()
-    assert row == [(
-        "20261128T010203Z",
-        str(path),
-        sum(p.stat().st_size for p in path.iterdir()),
-        _file_hash(path / "manifest.json"),
-        len(manifest["tables"]),
-        sum(manifest["tables"].values()),
-        True,
-        [],
-    )]
+    assert row == [
+        (
+            "20261128T010203Z",
+            str(path),
+            sum(p.stat().st_size for p in path.iterdir()),
+            _file_hash(path / "manifest.json"),
+            len(manifest["tables"]),
+            sum(manifest["tables"].values()),
+            True,
+            [],
+        )
+    ]
 
 
 def test_restore_gives_back_exactly_what_was_backed_up(data_dir):
@@ -122,8 +124,9 @@ def test_restore_gives_back_exactly_what_was_backed_up(data_dir):
     before = _snapshot(db)
     path = _backup(data_dir)
     con = duckdb.connect(str(db))
-    con.execute("delete from core.invoices where invoice_uid in "
-                "(select invoice_uid from core.invoices limit 5)")
+    con.execute(
+        "delete from core.invoices where invoice_uid in (select invoice_uid from core.invoices limit 5)"
+    )
     con.execute("drop table core.matches")
     con.execute("create table core.stray as select 1 as x")
     con.close()
@@ -162,6 +165,40 @@ def test_flipped_byte_is_named_and_restore_refused(data_dir):
         restore_backup(path, data_dir)
     assert _file_hash(db) == untouched
     assert sorted(p.name for p in db.parent.iterdir()) == ["invoices.duckdb"]
+
+
+def _rewrite_manifest(path: Path, edit) -> None:
+    """Change the manifest as a careless tool would, keeping its file checksums consistent."""
+    manifest = read_manifest(path)
+    edit(manifest)
+    for entry in manifest["files"]:
+        f = path / entry["path"]
+        entry["size"], entry["sha256"] = f.stat().st_size, _file_hash(f)
+    (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_footer_verification_agrees_with_the_full_import(data_dir):
+    path = _backup(data_dir)
+    quick, full = verify_backup(path, full=False), verify_backup(path)
+    assert quick.ok and full.ok, (quick.problems, full.problems)
+    assert quick.tables == full.tables == read_manifest(path)["tables"]
+
+
+def test_footer_verification_catches_what_checksums_cannot(data_dir):
+    path = _backup(data_dir)
+    _rewrite_manifest(path, lambda m: m["tables"].update({"core.invoices": m["tables"]["core.invoices"] + 1}))
+    result = verify_backup(path, full=False)
+    assert not result.ok
+    assert result.problems == [
+        f"core.invoices: {read_manifest(path)['tables']['core.invoices'] - 1} rows after import, "
+        f"manifest says {read_manifest(path)['tables']['core.invoices']}"
+    ]
+
+    (path / "core_invoices.parquet").write_bytes(b"PAR1 not really parquet")
+    _rewrite_manifest(path, lambda m: None)
+    result = verify_backup(path, full=False)
+    assert not result.ok
+    assert result.problems[0].startswith("core_invoices.parquet: not a readable Parquet file")
 
 
 def test_missing_and_extra_files_are_reported(data_dir):
