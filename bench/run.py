@@ -321,8 +321,11 @@ def main() -> None:
             results["stopped"] = str(exc)
             print(f"[n{n}] {exc}", flush=True)
             break
+        save(results)
         if not results["sizes"][f"n{n}"]["nightly"]["success"]:
             break  # a bigger size would only be stopped later
+        if completed:  # only the largest warehouse is needed again (the incremental night)
+            shutil.rmtree(CACHE / "data" / f"n{completed[-1]}", ignore_errors=True)
         completed.append(n)
     if completed:
         largest = completed[-1]
@@ -336,9 +339,14 @@ def main() -> None:
         xlsx_tree, _ = generated(max(XLSX_ROWS, 1_000_000))  # CSV-form exports start at 1M invoices
         results["xlsx"] = xlsx_ingest(xlsx_tree)
     results["finished_at"] = datetime.now(UTC).isoformat()
+    save(results)
+    print(f"wrote {REPO / 'BENCHMARKS.md'}")
+
+
+def save(results: dict) -> None:
+    """Write results.json and BENCHMARKS.md now, so a run stopped later still leaves its figures."""
     (CACHE / "results.json").write_text(json.dumps(results, indent=1))
     write_benchmarks_md(results, REPO / "BENCHMARKS.md")
-    print(f"wrote {REPO / 'BENCHMARKS.md'}")
 
 
 if __name__ == "__main__":
