@@ -36,3 +36,38 @@ def test_growth_exponent() -> None:
     assert exponent([(1_000_000, 10.0), (10_000_000, 100.0)]) == pytest.approx(1.0)
     assert exponent([(1_000_000, 10.0), (4_000_000, 160.0)]) == pytest.approx(2.0)
     assert exponent([(1_000_000, 10.0)]) is None
+
+
+def test_rss_sampler_attributes_a_steps_peak_to_that_step() -> None:
+    import time
+
+    sampler_cls = _load("nightly_job").RssSampler
+    with sampler_cls(every_s=0.01) as sampler:
+        before = time.time()
+        time.sleep(0.05)
+        ballast = bytearray(300 * 2**20)  # touched pages count in RSS
+        ballast[::4096] = b"x" * len(ballast[::4096])
+        time.sleep(0.05)
+        during = time.time()
+        del ballast
+        time.sleep(0.05)
+    assert sampler.peak_between(before, during) - sampler.peak_between(before, before + 0.04) > 250 * 2**20
+    assert sampler.peak_between(during + 10, during + 20) == 0
+
+
+def test_explain_model_lists_the_operators_of_a_model(tmp_path) -> None:
+    import duckdb
+
+    db = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create schema core")
+    con.execute(
+        "create table core.invoices as select range::varchar as invoice_uid, 'e' as entity_tin, "
+        "'tax_platform' as source, 'issued' as direction, 'b' as buyer_tin, 's' as seller_tin "
+        "from range(1000)"
+    )
+    con.close()
+    result = _load("explain_model").profile(db, "core/authoritative_invoices")
+    names = [op[2] for op in result["operators"]]
+    assert "SEQ_SCAN" in names and result["cpu_s"] >= 0
+    assert any(rows == 1000 for _, _, _, rows, _ in result["operators"])
