@@ -56,7 +56,12 @@ def render(results: dict) -> str:
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB RAM; Linux {mach['kernel']};",
         f"Python {mach['python']}, DuckDB {mach['duckdb']}, Polars {mach['polars']}. Load average at start:",
-        f"{mach['load_at_start']:.2f}. Run {results['started_at']} → {results.get('finished_at', '?')}.",
+        f"{mach['load_at_start']:.2f}. Run {results['started_at']} → {results.get('finished_at', '?')}"
+        + (
+            f" (sizes measured by the run of {results['resumed_from']} kept)."
+            if results.get("resumed_from")
+            else "."
+        ),
         "",
         "## The nightly job",
         "",
@@ -71,9 +76,12 @@ def render(results: dict) -> str:
         run = r["nightly"]
         if not run["success"]:
             out.append(
-                f"| {r['invoices']:,} | {r['landing_rows']:,} | stopped by the {run['stopped']} guard after "
-                f"{run['process_s']:.0f} s | | {_gib(run['peak_rss_bytes'])} |" + " |" * len(STAGES)
+                f"| {r['invoices']:,} | {r['landing_rows']:,} | stopped by the {run['stopped']} "
+                f"{'' if 'failure' in run['stopped'] else 'guard '}after {run['process_s']:.0f} s | "
+                f"| {_gib(run['peak_rss_bytes'])} |" + " |" * len(STAGES)
             )
+            if run.get("error"):
+                out.append(f"\n{r['invoices']:,}: `{run['error']}`\n")
             continue
         stages = run["stages_s"]
         out.append(

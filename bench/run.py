@@ -174,7 +174,11 @@ def nightly(data_dir: Path, label: str) -> dict:
     checked(m, f"nightly {label}")
     result = json.loads(out.read_text())
     if not result["success"]:
-        raise SystemExit(f"bench: nightly {label} failed at {result['failed_steps']}")
+        # A failed step is a result to report (which step, and DuckDB's or Python's own words).
+        errors = [line for line in m.output.splitlines() if "Error" in line or "Exception" in line]
+        result["error"] = errors[-1][:300] if errors else m.output[-300:]
+        result["stopped"] = f"failure of {', '.join(result['failed_steps'])}"
+        print(f"bench: nightly {label} failed at {result['failed_steps']}: {result['error']}", flush=True)
     return {**result, "process_s": round(m.wall_s, 2), "peak_rss_bytes": m.peak_rss_bytes}
 
 
@@ -314,6 +318,15 @@ def main() -> None:
     )
     results: dict = {"machine": machine(), "started_at": datetime.now(UTC).isoformat(), "sizes": {}}
     completed = []
+    if os.environ.get("BENCH_RESUME") and (CACHE / "results.json").is_file():
+        # Keep the sizes an earlier run of this machine completed; measure only the others.
+        earlier = json.loads((CACHE / "results.json").read_text())
+        results["resumed_from"] = earlier["started_at"]
+        for label, r in earlier["sizes"].items():
+            if r["nightly"]["success"] and r["invoices"] in sizes:
+                results["sizes"][label] = r
+                completed.append(r["invoices"])
+        sizes = [n for n in sizes if n not in completed]
     for n in sizes:
         try:
             results["sizes"][f"n{n}"] = bench_size(n)
