@@ -55,7 +55,8 @@ def render(results: dict) -> str:
         "the targets are judged on ratios measured in that same run, because these machines are shared.",
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB RAM; Linux {mach['kernel']};",
-        f"Python {mach['python']}, DuckDB {mach['duckdb']}, Polars {mach['polars']}. Load average at start:",
+        f"Python {mach['python']}, DuckDB {mach['duckdb']} (memory limit "
+        f"{mach.get('duckdb_memory_limit', 'default')}), Polars {mach['polars']}. Load average at start:",
         f"{mach['load_at_start']:.2f}. Run {results['started_at']} → {results.get('finished_at', '?')}"
         + (
             f" (sizes measured by the run of {results['resumed_from']} kept)."

@@ -275,6 +275,7 @@ def machine() -> dict:
         "polars": polars.__version__,
         "kernel": platform.release(),
         "load_at_start": os.getloadavg()[0],
+        "duckdb_memory_limit": os.environ.get("INVOICE_PIPELINE_DUCKDB_MEMORY_LIMIT") or "default (50%)",
     }
 
 
