@@ -6,6 +6,7 @@ import dagster as dg
 
 from invoice_pipeline import project
 from invoice_pipeline.defs.audit.findings import FINDINGS_KEY, RUNS_KEY
+from invoice_pipeline.defs.core.history import HISTORY_KEY
 from invoice_pipeline.defs.metadata import markdown_table
 from invoice_pipeline.defs.resources import WAREHOUSE_POOL, Warehouse
 from invoice_pipeline.layers import discover_models
@@ -13,7 +14,7 @@ from invoice_pipeline.publish import STORAGE_VERSION, glossary_gaps, load_spec, 
 
 ANALYTICS_DB_KEY = dg.AssetKey(["reports", "analytics_db"])
 LOAD_LOG_KEY = dg.AssetKey(["audit", "load_log"])
-# Everything the snapshot copies: the ledger and logs, and every core and report model.
+# Everything the snapshot copies: the ledger and logs, the invoice history, and every core and report model.
 _MODEL_KEYS = [
     dg.AssetKey([m.schema, m.table])
     for m in discover_models(project.MODELS_DIR)
@@ -23,7 +24,7 @@ _MODEL_KEYS = [
 
 @dg.asset(
     key=ANALYTICS_DB_KEY,
-    deps=[FINDINGS_KEY, RUNS_KEY, LOAD_LOG_KEY, *_MODEL_KEYS],
+    deps=[FINDINGS_KEY, RUNS_KEY, LOAD_LOG_KEY, HISTORY_KEY, *_MODEL_KEYS],
     group_name="reports",
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
