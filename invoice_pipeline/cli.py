@@ -122,15 +122,21 @@ def summary_lines(data_dir: Path) -> list[str]:
             lines.append(f"{layer}: " + ", ".join(f"{t} {row_count(con, layer, t):,}" for t in tables))
         rejected = row_count(con, "audit", "rejected_rows")
         lines.append(f"rejected values: {rejected} (audit.rejected_rows)")
-        if table_exists(con, "audit", "findings"):
-            lines.append("open findings (audit.findings):")
+        if table_exists(con, "audit", "finding_status"):
+            lines.append("open findings (audit.findings; accepted risks counted apart):")
             for rule_id, severity, count, money in con.execute(
-                "select rule_id, severity, count(*), sum(amount) from audit.findings where status = 'open' "
-                "group by rule_id, severity "
+                "select rule_id, severity, count(*), sum(amount) from audit.finding_status "
+                "where state = 'open' group by rule_id, severity "
                 "order by case severity when 'error' then 0 when 'warning' then 1 else 2 end, rule_id"
             ).fetchall():
                 at_stake = f"  {money:,.2f} 元" if money is not None else ""
                 lines.append(f"  {severity:<8}{rule_id:<26}{count:>6}{at_stake}")
+            accepted, money = con.execute(
+                "select count(*), sum(amount) from audit.finding_status where state = 'accepted'"
+            ).fetchone()
+            if accepted:
+                at_stake = f"  {money:,.2f} 元" if money is not None else ""
+                lines.append(f"  {'accepted':<8}{'(risk accepted, not open)':<26}{accepted:>6}{at_stake}")
         for source, name, reason in con.execute(
             "select source, file_name, reason from audit.load_log where status = 'quarantined' "
             "order by source, file_name"
@@ -224,6 +230,39 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_annotate(args: argparse.Namespace) -> None:
+    from invoice_pipeline.remediation import InvalidAction, RemediationError, annotate, validate
+
+    try:
+        validate(args.action, args.by, args.note)
+    except InvalidAction as exc:
+        args.usage_error(str(exc))  # exit 2 with the usage line, like any other usage mistake
+    try:
+        recorded = annotate(_data_dir(args.data_dir), args.finding_id, args.action, args.by, args.note)
+    except RemediationError as exc:
+        raise PipelineError(str(exc)) from exc
+    print(recorded.describe())
+
+
+def _cmd_find(args: argparse.Namespace) -> int:
+    from invoice_pipeline.find import FindError, QueryError, run_find
+
+    try:
+        return run_find(
+            _data_dir(args.data_dir),
+            " ".join(args.query),
+            date=args.date,
+            as_json=args.json,
+            unmasked=args.unmasked,
+            show_all=args.all,
+        )
+    except QueryError as exc:
+        args.usage_error(str(exc))  # exit 2
+    except FindError as exc:
+        raise PipelineError(str(exc)) from exc
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invoice-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -259,13 +298,42 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("path", help="a backups/<timestamp> folder")
     restore.add_argument("--data-dir", help="data directory (default: $INVOICE_PIPELINE_DATA_DIR or data/)")
     restore.set_defaults(handler=_cmd_restore)
+
+    from invoice_pipeline.remediation import ACTIONS
+
+    annotate = commands.add_parser(
+        "annotate", help="record what was done about a finding (audit.finding_actions)"
+    )
+    annotate.add_argument("finding_id", metavar="FINDING_ID", help="audit.findings.finding_id")
+    annotate.add_argument("--action", required=True, choices=ACTIONS)
+    annotate.add_argument("--by", required=True, help="who did it (your name)")
+    annotate.add_argument("--note", help="free text; required for accepted_risk (why) and note")
+    annotate.add_argument("--data-dir", help="data directory (default: $INVOICE_PIPELINE_DATA_DIR or data/)")
+    annotate.set_defaults(handler=_cmd_annotate, usage_error=annotate.error)
+
+    find = commands.add_parser(
+        "find",
+        help="where is invoice X? sources side by side, matches, findings, history",
+        description="Find an invoice by any number people type (20-digit 数电 number, code and number "
+        "joined or separated, the last 8 digits) or by a counterparty name with --date. "
+        "Exit 0 found, 1 nothing found, 2 usage error. Output is masked like the analysts' snapshot.",
+    )
+    find.add_argument("query", nargs="+", metavar="QUERY", help="a number as typed, or a name fragment")
+    find.add_argument("--date", help="issue date YYYY-MM-DD or month YYYY-MM")
+    find.add_argument("--json", action="store_true", help="the same content as JSON, for scripts")
+    find.add_argument("--all", action="store_true", help="show every candidate in full (up to 10)")
+    find.add_argument(
+        "--unmasked", action="store_true", help="show TINs and people's names as stored (not masked)"
+    )
+    find.add_argument("--data-dir", help="data directory (default: $INVOICE_PIPELINE_DATA_DIR or data/)")
+    find.set_defaults(handler=_cmd_find, usage_error=find.error)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        status = args.handler(args)  # None, or an exit status (find: 1 when nothing was found)
     except PipelineError as exc:
         print(f"invoice-pipeline: {exc}", file=sys.stderr)
         return 1
@@ -275,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

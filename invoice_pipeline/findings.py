@@ -9,6 +9,11 @@ A finding's id is a hash of what identifies the problem (rule, entity, direction
 so the same problem keeps its id across runs. A finding that is no longer found is
 resolved, not deleted; if it comes back it is reopened and keeps its history, which is
 also written as events to `audit.finding_events`.
+
+People's remediation (`audit.finding_actions`, invoice_pipeline/remediation.py) never changes
+the ledger: the view `audit.finding_status` combines the two into one `state` per finding —
+`open`, `accepted` (open, but an accepted_risk is in force) or `resolved` — and every count of
+open findings (audit.runs, the report tables, the reports, the analysts' snapshot) reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -58,9 +63,15 @@ create table if not exists audit.finding_events (
     finding_id varchar not null,
     run_id varchar not null,
     event varchar not null,
-    event_at timestamptz not null
+    event_at timestamptz not null,
+    recorded_at timestamptz
 )
 """
+# Actions are timed by the wall clock of whoever records them, and a run's event_at is its as-of
+# instant (a re-run for an old date is "in the past"): recorded_at is the wall-clock time the run
+# wrote the event, so that "did this action come before or after the reopening?" compares like
+# with like. NULL on events written before the column existed (event_at stands in).
+_EVENTS_MIGRATION = "alter table audit.finding_events add column if not exists recorded_at timestamptz"
 _RUNS_DDL = """
 create table if not exists audit.runs (
     run_id varchar primary key,
@@ -71,9 +82,125 @@ create table if not exists audit.runs (
     findings_open bigint,
     findings_opened bigint,
     findings_reopened bigint,
-    findings_resolved bigint
+    findings_resolved bigint,
+    findings_accepted bigint
 )
 """
+_RUNS_MIGRATION = "alter table audit.runs add column if not exists findings_accepted bigint"
+
+# Append-only: invoice_pipeline/remediation.py only ever inserts. The columns are a contract
+# (the CLI's `find` reads them).
+_ACTIONS_DDL = """
+create table if not exists audit.finding_actions (
+    action_id varchar primary key,
+    finding_id varchar not null,
+    action varchar not null,
+    acted_by varchar not null,
+    note varchar,
+    acted_at timestamptz not null,
+    via varchar not null
+)
+"""
+
+# The one place that decides whether a finding counts as open. See remediation.py for the policy:
+# the open action is the latest action other than `note` recorded since the finding was last
+# opened or reopened, while it is open; an open accepted_risk makes the finding `accepted`.
+# Consumers read the view audit.finding_status; the query lives in a table macro because the typed
+# views audit.<rule_id> need it too, and EXPORT DATABASE (backups) writes views in alphabetical
+# order but macros before every view — a view over another view would not import.
+_STATUS_MACRO = """audit.finding_states() as table
+with findings as (
+    select
+        finding_id, rule_id, severity, entity_tin, direction, period, invoice_uid, subject, amount,
+        first_seen_at, last_seen_at, resolved_at, status
+    from audit.findings
+),
+
+spells as (
+    select
+        e.finding_id,
+        max(coalesce(e.recorded_at, r.started_at, e.event_at)) as spell_started_at
+    from audit.finding_events as e
+    left join audit.runs as r on e.run_id = r.run_id
+    where e.event in ('opened', 'reopened')
+    group by e.finding_id
+),
+
+actions as (
+    select
+        finding_id,
+        action,
+        acted_by,
+        acted_at,
+        note,
+        count(*) over (partition by finding_id) as action_count,
+        row_number() over (partition by finding_id order by acted_at desc, action_id desc) as recency
+    from audit.finding_actions
+),
+
+latest as (
+    select finding_id, action, acted_by, acted_at, note, action_count
+    from actions
+    where recency = 1
+),
+
+open_actions as (
+    select
+        a.finding_id,
+        a.action,
+        a.acted_by,
+        a.acted_at,
+        a.note,
+        row_number() over (partition by a.finding_id order by a.acted_at desc, a.action_id desc) as recency
+    from audit.finding_actions as a
+    inner join findings as f on a.finding_id = f.finding_id
+    left join spells as s on a.finding_id = s.finding_id
+    where
+        f.status = 'open'
+        and a.action <> 'note'
+        and a.acted_at >= coalesce(s.spell_started_at, '-infinity'::timestamptz)
+),
+
+final as (
+    select
+        f.finding_id,
+        f.rule_id,
+        f.severity,
+        f.entity_tin,
+        f.direction,
+        f.period,
+        f.invoice_uid,
+        f.subject,
+        f.amount,
+        f.first_seen_at,
+        f.last_seen_at,
+        f.resolved_at,
+        f.status,
+        case
+            when f.status <> 'open' then 'resolved'
+            when o.action = 'accepted_risk' then 'accepted'
+            else 'open'
+        end as state,
+        s.spell_started_at,
+        coalesce(l.action_count, 0) as action_count,
+        o.action as open_action,
+        o.acted_by as open_action_by,
+        o.acted_at as open_action_at,
+        o.note as open_action_note,
+        l.action as latest_action,
+        l.acted_by as latest_action_by,
+        l.acted_at as latest_action_at,
+        l.note as latest_action_note
+    from findings as f
+    left join spells as s on f.finding_id = s.finding_id
+    left join open_actions as o on f.finding_id = o.finding_id and o.recency = 1
+    left join latest as l on f.finding_id = l.finding_id
+)
+
+select * from final
+"""
+_STATUS_VIEW = "audit.finding_status as select * from audit.finding_states()"
+STATES = ("open", "accepted", "resolved")
 
 
 @dataclass(frozen=True)
@@ -122,10 +249,28 @@ def load_rules(checks_dir: Path = CHECKS_DIR) -> dict[str, Rule]:
     return rules
 
 
-def ensure_findings_tables(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_findings_tables(con: duckdb.DuckDBPyConnection, replace_views: bool = False) -> None:
+    """The ledger, its events, the run log, the remediation actions and `audit.finding_status`
+    (with the macro `audit.finding_states()` behind it).
+
+    Cheap and idempotent: the warehouse runs it on every read-write connection
+    (`warehouse.ensure_audit_tables`), so these always exist. The view is created when missing,
+    and replaced by each findings merge (`replace_views`), so a changed definition reaches old
+    warehouses at their next run.
+    """
+    con.execute("create schema if not exists audit")
     con.execute(_FINDINGS_DDL)
     con.execute(_EVENTS_DDL)
+    con.execute(_EVENTS_MIGRATION)
     con.execute(_RUNS_DDL)
+    con.execute(_RUNS_MIGRATION)
+    con.execute(_ACTIONS_DDL)
+    if replace_views:
+        con.execute(f"create or replace macro {_STATUS_MACRO}")
+        con.execute(f"create or replace view {_STATUS_VIEW}")
+    else:
+        con.execute(f"create macro if not exists {_STATUS_MACRO}")
+        con.execute(f"create view if not exists {_STATUS_VIEW}")
 
 
 def prepare_rule_inputs(con: duckdb.DuckDBPyConnection, checks_dir: Path = CHECKS_DIR) -> None:
@@ -215,8 +360,9 @@ class MergeResult:
     opened: int
     reopened: int
     resolved: int
-    open: int
-    by_rule: dict[str, int]
+    open: int  # state open: open in the ledger and no accepted_risk in force
+    by_rule: dict[str, int]  # the same per rule
+    accepted: int = 0  # open in the ledger, accepted as a risk: counted apart, never dropped
 
 
 def merge_findings(
@@ -224,7 +370,7 @@ def merge_findings(
 ) -> MergeResult:
     """Evaluate every rule and merge into audit.findings, in one transaction."""
     rules = rules or load_rules()
-    ensure_findings_tables(con)
+    ensure_findings_tables(con, replace_views=True)
     prepare_rule_inputs(con)
     tables = {rule_id: evaluate_rule(con, rule, at) for rule_id, rule in rules.items()}
     current_sql = _current_findings_sql(rules, tables, con)
@@ -274,36 +420,48 @@ def merge_findings(
             """,
             {"at": at},
         )
-        events = [(fid, run_id, "opened", at) for (fid,) in opened]
-        events += [(fid, run_id, "reopened", at) for (fid,) in reopened]
-        events += [(fid, run_id, "resolved", at) for (fid,) in resolved]
+        recorded_at = datetime.now(UTC)
+        events = [(fid, run_id, "opened", at, recorded_at) for (fid,) in opened]
+        events += [(fid, run_id, "reopened", at, recorded_at) for (fid,) in reopened]
+        events += [(fid, run_id, "resolved", at, recorded_at) for (fid,) in resolved]
         if events:
-            con.executemany("insert into audit.finding_events values (?, ?, ?, ?)", events)
+            con.executemany(
+                "insert into audit.finding_events (finding_id, run_id, event, event_at, recorded_at) "
+                "values (?, ?, ?, ?, ?)",
+                events,
+            )
         _create_rule_views(con, rules, tables)
-        open_count = int(scalar(con, "select count(*) from audit.findings where status = 'open'") or 0)
+        open_count, accepted_count = con.execute(
+            "select count(*) filter (where state = 'open'), count(*) filter (where state = 'accepted') "
+            "from audit.finding_status"
+        ).fetchone()
         by_rule = dict(
             con.execute(
-                "select rule_id, count(*) from audit.findings where status = 'open' group by rule_id"
+                "select rule_id, count(*) from audit.finding_status where state = 'open' group by rule_id"
             ).fetchall()
         )
-    return MergeResult(len(opened), len(reopened), len(resolved), open_count, by_rule)
+    return MergeResult(
+        len(opened), len(reopened), len(resolved), int(open_count), by_rule, int(accepted_count)
+    )
 
 
 def _create_rule_views(
     con: duckdb.DuckDBPyConnection, rules: dict[str, Rule], tables: dict[str, str]
 ) -> None:
-    """audit.<rule_id>: the rule's open findings with its evidence as typed columns."""
+    """audit.<rule_id>: the rule's open findings with its evidence as typed columns, and `state`
+    (open, or accepted: an accepted risk is listed, marked, never left out)."""
     for rule_id, table in tables.items():
         typed = "".join(
-            f", try_cast(details ->> '{name}' as {data_type}) as {quote(name)}"
+            f", try_cast(f.details ->> '{name}' as {data_type}) as {quote(name)}"
             for name, data_type in evidence_columns(con, table)
             if "[]" not in data_type and "STRUCT" not in data_type and "MAP" not in data_type
         )
         con.execute(
             f"create or replace view audit.{quote(rule_id)} as "
-            f"select finding_id, severity, entity_tin, direction, period, invoice_uid, subject, "
-            f"amount{typed}, details, first_seen_at, last_seen_at from audit.findings "
-            f"where rule_id = '{rule_id}' and status = 'open'"
+            f"select f.finding_id, f.severity, f.entity_tin, f.direction, f.period, f.invoice_uid, "
+            f"f.subject, f.amount{typed}, f.details, f.first_seen_at, f.last_seen_at, s.state "
+            f"from audit.findings as f inner join audit.finding_states() as s on f.finding_id = s.finding_id "
+            f"where f.rule_id = '{rule_id}' and f.status = 'open'"
         )
         # COMMENT takes no parameters; the text comes from rules.yaml in the repository.
         comment = rules[rule_id].description.replace("'", "''")

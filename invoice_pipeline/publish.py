@@ -63,15 +63,18 @@ _ALIAS = "analytics_publish"
 _UDF_PERSON = "analytics_publish_mask_person_name"
 _UDF_JSON = "analytics_publish_mask_json"
 _UDF_SCRUB = "analytics_publish_scrub"
+_UDF_PARTIES = "analytics_publish_mask_parties"
 
 # The masking rules a column can have (assets/publish/analytics.yaml explains each).
-RULES = ("keep", "tin", "person", "party", "scrub", "json", "rejected_value")
+RULES = ("keep", "tin", "person", "party", "scrub", "json", "rejected_value", "mixed")
 MASKING_NOTES = {
     "tin": "Masked: a TIN that holds a resident ID shows only its first 6 and last 4 characters.",
     "person": "Masked: a person's name shows only its first character.",
     "party": "Masked like a person's name when the party is a private person or sole proprietor.",
     "json": "Personal data inside (resident-ID TINs, person names) masked.",
     "rejected_value": "Masked by the rule of its column; a whole unparsable record is withheld.",
+    "mixed": "Masked: resident-ID TINs as TINs are, private persons' names (after their TIN) as names "
+    "are, resident IDs inside other text as in free text.",
 }
 
 
@@ -263,6 +266,41 @@ def sql_scrub(e: str, in_lambda: bool = False) -> str:
     )
 
 
+# "<TIN> <name>" inside a text (core.invoice_history writes parties as `<seller_tin> <seller_name>
+# → <buyer_tin> <buyer_name>`): the name runs to the next → or ; or the end.
+_PARTY_PAIR = re.compile(r"(?<![0-9A-Za-z])([0-9A-Z]{15,20}) ([^→;]+?)(?=\s*→|\s*;|$)")
+_PARTY_PAIR_SQL = r"[0-9A-Z]{15,20} ([^→;]+?)(?:\s*→|\s*;|$)"
+_PERSON_PAIR_SQL = r"[0-9A-Z]{15,20} [\x{4E00}-\x{9FFF}·]{2,4}(?:\s*→|\s*;|$)"
+
+
+def sql_mask_mixed(e: str, spec: PublishSpec, in_lambda: bool = False) -> str:
+    """A value that may be a TIN, a party's name or a text naming parties (a before/after value of
+    whichever aspect changed): a TIN masked as TINs are; a party name masked elsewhere in the
+    snapshot masked as a person's; a text with "<TIN> <name>" pairs through
+    `JsonMasker.mask_parties` when a pair may be personal (a resident-ID-shaped run, a
+    person-shaped or known personal name after a TIN); else scrubbed. A short value alone (a
+    status such as 正常) is not taken for a name: names come after their TIN."""
+    s = f"({e})"
+    tin = sql_mask_tin(s)
+    named = "false" if in_lambda else f"{s} in (select name from temp.{_NAMES_TABLE})"
+    known = (
+        ""
+        if in_lambda
+        else f" or list_has_any(regexp_extract_all({s}, {_sql_text(_PARTY_PAIR_SQL)}, 1), "
+        f"(select list(name) from temp.{_NAMES_TABLE}))"
+    )
+    pairs = (
+        f"(regexp_matches({s}, {_sql_text(_RESIDENT_ID_SHAPE)}) "
+        f"or regexp_matches({s}, {_sql_text(_PERSON_PAIR_SQL)}){known})"
+    )
+    return (
+        f"(case when {s} is null then null when {tin} <> {s} then {tin} "
+        f"when {named} then {sql_mask_person_name(s)} "
+        f"when {pairs} then {_UDF_PARTIES}({s}) "
+        f"else {sql_scrub(s, in_lambda=in_lambda)} end)"
+    )
+
+
 # --------------------------------------------------------------------------- Python masks
 
 
@@ -314,6 +352,7 @@ class JsonMasker:
         # Party names masked somewhere in the snapshot (their TIN is a resident ID's).
         self.personal_names = frozenset(personal_names)
         self._name_masks: dict[str, str | None] = {}
+        self._tin_masks: dict[str, str | None] = {}
         person = "|".join(re.escape(c) for c in sorted(spec.person_columns))
         self._hint = re.compile(rf'{_ID_RUN}|dzfp_|(tins?|names?|{person})"\s*:')
         self._personal = re.compile(_personal_name_re(spec))
@@ -351,6 +390,24 @@ class JsonMasker:
             return f"dzfp_{match[1]}_{name}_{match[3]}"
 
         return _EINVOICE_FILE.sub(buyer, text)
+
+    def mask_parties(self, text: str | None) -> str | None:
+        """Every "<TIN> <name>" pair in a text: the TIN masked as TINs are, the name as a person's
+        when the TIN is personal, the name is a personal party name or has a personal name's
+        shape; the rest scrubbed."""
+        if text is None:
+            return None
+
+        def pair(match: re.Match) -> str:
+            tin, name = match[1], match[2]
+            if tin not in self._tin_masks:
+                self._tin_masks.update(_series_mask([tin], nz.mask_tin))
+            masked = self._tin_masks[tin] or tin
+            if masked != tin or name in self.personal_names or self.looks_personal(name):
+                name = self._mask_name(name) or name
+            return f"{masked} {name}"
+
+        return self.scrub(_PARTY_PAIR.sub(pair, text))
 
     def scrub(self, text: str | None) -> str | None:
         """The rule for free text (and every JSON string not under a TIN or name key)."""
@@ -550,6 +607,8 @@ def column_sql(spec: PublishSpec, relation: Relation, column: Column) -> tuple[s
         expr = f"{_UDF_JSON}({c}::varchar)::json"
     elif rule == "rejected_value":
         expr = _rejected_value_sql(spec, c, relation)
+    elif rule == "mixed":
+        expr = per_value(lambda e: sql_mask_mixed(e, spec, in_lambda=is_list))
     else:  # pragma: no cover — load() validates the rules
         raise ValueError(rule)
     subject = spec.invalid_tin_subject
@@ -658,7 +717,15 @@ def _install(con: duckdb.DuckDBPyConnection, spec: PublishSpec, personal_names: 
     def scrub_array(array):
         return pa.array([scrub(v) for v in array.to_pylist()], type=pa.string())
 
-    udfs = ((_UDF_PERSON, _udf_mask_person_name), (_UDF_JSON, mask_json), (_UDF_SCRUB, scrub_array))
+    def parties_array(array):
+        return pa.array([masker.mask_parties(v) for v in array.to_pylist()], type=pa.string())
+
+    udfs = (
+        (_UDF_PERSON, _udf_mask_person_name),
+        (_UDF_JSON, mask_json),
+        (_UDF_SCRUB, scrub_array),
+        (_UDF_PARTIES, parties_array),
+    )
     for name, fn in udfs:
         con.create_function(
             name, fn, [VARCHAR], VARCHAR, type="arrow", null_handling="special", side_effects=False
@@ -667,7 +734,7 @@ def _install(con: duckdb.DuckDBPyConnection, spec: PublishSpec, personal_names: 
 
 def _uninstall(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"drop table if exists temp.{_NAMES_TABLE}")
-    for name in (_UDF_PERSON, _UDF_JSON, _UDF_SCRUB):
+    for name in (_UDF_PERSON, _UDF_JSON, _UDF_SCRUB, _UDF_PARTIES):
         with contextlib.suppress(duckdb.InvalidInputException):
             con.remove_function(name)
 

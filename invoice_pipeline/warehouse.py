@@ -147,6 +147,11 @@ def ensure_audit_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_REJECTED_ROWS_DDL)
     con.execute(_CURRENT_LOADS_VIEW)
     con.execute(_LOAD_LOG_VIEW)
+    # The ledger, the run log and the remediation actions always exist, so that `annotate`,
+    # the reports and backups never meet a warehouse without them. (findings imports this module.)
+    from invoice_pipeline.findings import ensure_findings_tables
+
+    ensure_findings_tables(con)
 
 
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:

@@ -275,6 +275,30 @@ def test_person_shaped_names_and_json_evidence(udf_con):
     assert evidence["entity_tin"] == "91110105MA01K7Q365"
 
 
+def test_mixed_values_mask_the_parties_they_name(udf_con):
+    """core.invoice_history.value_before/value_after: statuses, amounts, ERP documents, claims,
+    and `<seller_tin> <seller_name> → <buyer_tin> <buyer_name>`."""
+    spec = publish.load_spec()
+    m = PLANTED_TIN[:6] + "**********" + PLANTED_TIN[-4:]
+    ours = "91110105MA01K7Q365 北京示例科技有限公司"
+    cases = {
+        None: None,
+        "正常": "正常",  # a status alone is not a name
+        "1130.00/130.00": "1130.00/130.00",
+        "BJ01/AP-0001 posted 2026-03-03 period 2026-03": "BJ01/AP-0001 posted 2026-03-03 period 2026-03",
+        PLANTED_TIN: m,
+        f"正常; 1.00/0.10; {PLANTED_TIN} {PLANTED_SELLER} → {ours}": f"正常; 1.00/0.10; {m} 欧*** → {ours}",
+        f"XML; 1.00/0.10; 91370100MA3C4XXX1L 王五 → {ours}": (
+            f"XML; 1.00/0.10; 91370100MA3C4XXX1L 王* → {ours}"
+        ),
+        f"91370100MA3C4XXX1L 成都市罗飞欣便利店 → {ours}": f"91370100MA3C4XXX1L 成******** → {ours}",
+        f"91370100MA3C4XXX1L 济南供应商有限公司 → {ours}": f"91370100MA3C4XXX1L 济南供应商有限公司 → {ours}",
+        f"备注 {PLANTED_ID}": f"备注 {PLANTED_ID[:6]}********{PLANTED_ID[-4:]}",
+    }
+    got = _sql_values(udf_con, lambda x: publish.sql_mask_mixed(x, spec), list(cases))
+    assert got == list(cases.values())
+
+
 def test_publish_masks_by_column_on_a_small_warehouse(tmp_path):
     live = tmp_path / "warehouse" / "invoices.duckdb"
     target = tmp_path / "warehouse" / "analytics.duckdb"

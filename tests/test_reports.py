@@ -211,8 +211,9 @@ def test_open_finding_age_buckets_at_the_latest_run():
     con.execute("create schema audit")
     ensure_findings_tables(con)
     at = datetime(2026, 11, 1, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
-    con.execute("insert into audit.runs values ('old', '2026-01-01', '2026-01-01', null, null, 0, 0, 0, 0)")
-    con.execute("insert into audit.runs values ('new', '2026-11-02', ?, null, null, 0, 0, 0, 0)", [at])
+    runs = "insert into audit.runs (run_id, started_at, evaluated_at) values "
+    con.execute(runs + "('old', '2026-01-01', '2026-01-01')")
+    con.execute(runs + "('new', '2026-11-02', ?)", [at])
     for i, days in enumerate((0, 7, 8, 30, 31, 90, 91, 400)):
         con.execute(
             "insert into audit.findings values (?, 'missing_in_erp', 'error', 'E', 'issued', '2026-01', "

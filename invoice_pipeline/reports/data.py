@@ -8,6 +8,12 @@ Scope of a report for entity E and month M:
   control total), and open findings of M or of no month that belong to no entity (a failed or
   stale sync system, a claim whose invoice nobody knows) — every entity's report shows those.
 
+"Open" counts findings in state `open` (audit.finding_status): a finding whose risk was accepted
+(state `accepted`, see invoice_pipeline/remediation.py) is counted apart as accepted and still
+listed, marked, with the evidence. Each listed finding carries what people did about it
+(report.open_finding_actions): the open action, the latest action, who (masked), when, the note,
+and the days since the latest action (since first seen when there is none).
+
 Personal data is masked here, once, so the workbook and the HTML cannot differ on it.
 """
 
@@ -25,6 +31,7 @@ import polars as pl
 
 from invoice_pipeline.findings import Rule, load_rules
 from invoice_pipeline.normalize import mask_person_name, mask_tin
+from invoice_pipeline.publish import scrub_text
 from invoice_pipeline.reports import labels
 from invoice_pipeline.warehouse import table_exists
 
@@ -55,7 +62,13 @@ class ReportData:
 
     @property
     def month_findings(self) -> pl.DataFrame:
-        return self.findings.filter(pl.col("scope") == "month")
+        """The month's findings still to be dealt with (state open): what the month counts."""
+        return self.findings.filter((pl.col("scope") == "month") & (pl.col("state") == "open"))
+
+    @property
+    def month_accepted(self) -> pl.DataFrame:
+        """The month's findings whose risk was accepted: counted apart, listed with the rest."""
+        return self.findings.filter((pl.col("scope") == "month") & (pl.col("state") == "accepted"))
 
     @property
     def families(self) -> list[str]:
@@ -168,8 +181,8 @@ def _matched(con, tin: str, month: str) -> pl.DataFrame:
 def _by_rule(con, tin: str, month: str, rules: dict[str, Rule]) -> pl.DataFrame:
     params = {"tin": tin, "month": month}
     counts = {
-        r: (s, n, m, on, om)
-        for r, s, n, m, on, om in con.sql(
+        r: (s, n, m, on, om, an, am)
+        for r, s, n, m, on, om, an, am in con.sql(
             """
             select
                 rule_id,
@@ -177,7 +190,9 @@ def _by_rule(con, tin: str, month: str, rules: dict[str, Rule]) -> pl.DataFrame:
                 coalesce(sum(open_findings) filter (where entity_tin = $tin and period = $month), 0),
                 sum(money_at_stake) filter (where entity_tin = $tin and period = $month),
                 coalesce(sum(open_findings) filter (where entity_tin is null or period is null), 0),
-                sum(money_at_stake) filter (where entity_tin is null or period is null)
+                sum(money_at_stake) filter (where entity_tin is null or period is null),
+                coalesce(sum(accepted_findings) filter (where entity_tin = $tin and period = $month), 0),
+                sum(accepted_money_at_stake) filter (where entity_tin = $tin and period = $month)
             from report.findings_by_rule
             where (entity_tin = $tin or entity_tin is null) and (period = $month or period is null)
             group by rule_id
@@ -196,7 +211,9 @@ def _by_rule(con, tin: str, month: str, rules: dict[str, Rule]) -> pl.DataFrame:
     rows = []
     for rule_id in sorted({*rules, *counts, *activity}):
         rule = rules.get(rule_id)
-        severity, n, money, other_n, other_money = counts.get(rule_id, (None, 0, None, 0, None))
+        severity, n, money, other_n, other_money, accepted_n, accepted_money = counts.get(
+            rule_id, (None, 0, None, 0, None, 0, None)
+        )
         opened, reopened, resolved = activity.get(rule_id, (0, 0, 0))
         rows.append(
             (
@@ -212,6 +229,8 @@ def _by_rule(con, tin: str, month: str, rules: dict[str, Rule]) -> pl.DataFrame:
                 int(reopened or 0),
                 int(resolved or 0),
                 rule.description if rule else "",
+                int(accepted_n),
+                None if accepted_money is None else Decimal(accepted_money),
             )
         )
     frame = pl.DataFrame(
@@ -229,6 +248,8 @@ def _by_rule(con, tin: str, month: str, rules: dict[str, Rule]) -> pl.DataFrame:
             "reopened": pl.Int64,
             "resolved": pl.Int64,
             "description": pl.String,
+            "accepted_findings": pl.Int64,
+            "accepted_money_at_stake": pl.Decimal(18, 2),
         },
         orient="row",
     )
@@ -272,6 +293,17 @@ def _evidence(con, tin: str, month: str, at: datetime) -> pl.DataFrame:
         "select invoice_uid, any_value(drawer) as drawer from staging.tax_platform group by invoice_uid",
         "select null::varchar as invoice_uid, null::varchar as drawer where false",
     )
+    actions = _optional(
+        con,
+        "report",
+        "open_finding_actions",
+        "select finding_id, state, open_action, latest_action, latest_action_by, latest_action_at, "
+        "latest_action_note, days_since_action from report.open_finding_actions",
+        "select null::varchar as finding_id, null::varchar as state, null::varchar as open_action, "
+        "null::varchar as latest_action, null::varchar as latest_action_by, "
+        "null::timestamptz as latest_action_at, null::varchar as latest_action_note, "
+        "null::integer as days_since_action where false",
+    )
     claims = _optional(
         con,
         "staging",
@@ -296,6 +328,7 @@ def _evidence(con, tin: str, month: str, at: datetime) -> pl.DataFrame:
         erp as ({erp}),
         drawers as ({drawers}),
         claims as ({claims}),
+        actions as ({actions}),
         claim_refs as (
             select finding_id, unnest(json_extract_string(details, '$.claims[*]')) as claim_no
             from scoped
@@ -326,12 +359,23 @@ def _evidence(con, tin: str, month: str, at: datetime) -> pl.DataFrame:
             d.drawer,
             e.clerk,
             coalesce(c.claimants, []::varchar[]) as claimants,
+            coalesce(a.state, 'open') as state,
+            a.open_action,
+            a.latest_action,
+            a.latest_action_by,
+            timezone('Asia/Shanghai', a.latest_action_at) as latest_action_at,
+            a.latest_action_note,
+            coalesce(
+                a.days_since_action,
+                greatest(0, cast(floor((epoch($at) - epoch(s.first_seen_at)) / 86400) as integer))
+            ) as days_since_action,
             cast(s.details as varchar) as details
         from scoped as s
         left join invoices as i on s.invoice_uid = i.invoice_uid and s.entity_tin = i.entity_tin
         left join erp as e on s.subject = e.erp_doc_id
         left join drawers as d on s.invoice_uid = d.invoice_uid
         left join claimants as c on s.finding_id = c.finding_id
+        left join actions as a on s.finding_id = a.finding_id
         order by s.amount desc nulls last, s.rule_id, s.subject
     """
     return con.sql(sql, params={"tin": tin, "month": month, "at": at}).pl()
@@ -385,11 +429,19 @@ def mask_details(long: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def mask_note(e: pl.Expr) -> pl.Expr:
+    """Free text typed by staff: embedded resident IDs and mobile numbers masked."""
+    return e.map_elements(scrub_text, return_dtype=pl.String).str.replace_all(_MOBILE, "${1}${2}****${3}${4}")
+
+
 def mask_evidence(findings: pl.DataFrame) -> pl.DataFrame:
-    """Clerks', drawers' and claimants' names, and resident-ID TINs, masked (PIPL; SPEC §DQ19)."""
+    """Clerks', drawers', claimants' and staff's (who acted on a finding) names, and resident-ID
+    TINs, masked (PIPL; SPEC §DQ19); action notes scrubbed like free text."""
     return findings.with_columns(
         mask_person_name(pl.col("drawer")).alias("drawer"),
         mask_person_name(pl.col("clerk")).alias("clerk"),
+        mask_person_name(pl.col("latest_action_by")).alias("latest_action_by"),
+        mask_note(pl.col("latest_action_note")).alias("latest_action_note"),
         pl.col("claimants").list.eval(mask_person_name(pl.element())).list.join("、").alias("claimants"),
         mask_tin(pl.col("counterparty_tin")).alias("counterparty_tin"),
         pl.when(pl.col("rule_id") == "invalid_tin")

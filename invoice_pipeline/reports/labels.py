@@ -63,6 +63,16 @@ SCOPES = {
     "unassigned": "未归属主体",
 }
 
+# audit.finding_status.state of a listed finding, and what people did (audit.finding_actions).
+STATES = {"open": "未结", "accepted": "已接受风险"}
+ACTIONS = {
+    "reissue_requested": "已要求重开发票",
+    "entered_in_erp": "已在 ERP 入账",
+    "claim_corrected": "已更正报销单",
+    "accepted_risk": "已接受风险",
+    "note": "备注",
+}
+
 AGE_BUCKETS = ("0-7", "8-30", "31-90", ">90")
 AGE_BUCKET_LABELS = {"0-7": "0–7 天", "8-30": "8–30 天", "31-90": "31–90 天", ">90": "90 天以上"}
 

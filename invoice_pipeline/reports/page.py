@@ -13,7 +13,13 @@ import polars as pl
 from invoice_pipeline.reports import charts, labels
 from invoice_pipeline.reports.data import ReportData
 from invoice_pipeline.reports.summary import fmt_int, fmt_money, fmt_share, top_findings
-from invoice_pipeline.reports.workbook import SOURCE_COLUMNS, Column, evidence_rows, source_rows
+from invoice_pipeline.reports.workbook import (
+    ACCEPTED_ROW,
+    SOURCE_COLUMNS,
+    Column,
+    evidence_rows,
+    source_rows,
+)
 
 CSS = """
 :root { --blue: #1F4E79; --line: #d0d7de; --muted: #595959; }
@@ -110,6 +116,7 @@ def render_html(data: ReportData, summary: dict) -> str:
             fmt_int(summary["by_severity"]["error"]["open_findings"]),
             summary["by_severity"]["error"]["open_findings"] > 0,
         ),
+        _card("已接受风险(不计入未结)", fmt_int(summary["accepted_findings"]), False),
         _card("入账匹配率(张数)", fmt_share(total["matched_share"]), (total["matched_share"] or 1) < 1),
         _card(
             "入账匹配率(金额)",
@@ -163,6 +170,12 @@ def render_html(data: ReportData, summary: dict) -> str:
             [Column("严重程度"), Column("问题数", "int"), Column("涉及金额", "money")],
             severity_rows,
             total_rows=1,
+        )
+    )
+    parts.append(
+        table(
+            [Column("不计入未结"), Column("问题数", "int"), Column("涉及金额", "money")],
+            [(ACCEPTED_ROW, summary["accepted_findings"], summary["accepted_money_at_stake"])],
         )
     )
     money_rules = data.by_rule.filter(pl.col("open_findings") > 0).sort(
@@ -254,6 +267,7 @@ def render_html(data: ReportData, summary: dict) -> str:
                 Column("其他涉及金额", "money"),
                 Column("本月新发现", "int"),
                 Column("本月已解决", "int"),
+                Column("本期已接受风险", "int"),
                 Column("规则说明"),
             ],
             [
@@ -268,6 +282,7 @@ def render_html(data: ReportData, summary: dict) -> str:
                     r["other_money_at_stake"],
                     r["opened"],
                     r["resolved"],
+                    r["accepted_findings"],
                     r["description"],
                 )
                 for r in data.by_rule.iter_rows(named=True)
@@ -312,7 +327,10 @@ def render_html(data: ReportData, summary: dict) -> str:
         "匹配率 = 有未作废 ERP 记录的发票 / 全部未作废发票。"
         f"另有 {summary['other_open_findings']} 项未结问题不属于任何月份或主体,列在问题明细中"
         "(范围「本主体·无所属期间」或「未归属主体」),不计入本期合计。"
-        "开票人、制单人、报销人姓名及含身份证号的纳税人识别号已脱敏。</p></footer>"
+        "已接受风险的问题不计入未结问题数与涉及金额,单独列示,并在问题明细中以状态「已接受风险」列出;"
+        "若数据显示问题已解决后又再次出现,将重新计入未结。"
+        "「距最近处理天数」自最近一次处理(无处理时自首次发现)起算。"
+        "开票人、制单人、报销人、处理人姓名及含身份证号的纳税人识别号已脱敏。</p></footer>"
     )
     parts.append("</body></html>")
     return "\n".join(parts)

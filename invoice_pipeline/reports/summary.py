@@ -43,8 +43,13 @@ def top_findings(data: ReportData, n: int = TOP_N) -> pl.DataFrame:
 
 
 def build_summary(data: ReportData) -> dict:
-    """Plain values (money as Decimal, shares as fractions) of the summary sheet."""
+    """Plain values (money as Decimal, shares as fractions) of the summary sheet.
+
+    `open_findings` and everything by severity, rule and age count findings still to be dealt with
+    (state open); `accepted_findings` counts those whose risk was accepted, apart.
+    """
     month = data.month_findings
+    accepted = data.month_accepted
     by_severity = {}
     for severity in labels.SEVERITY_ORDER:
         rows = month.filter(pl.col("severity") == severity)
@@ -105,7 +110,12 @@ def build_summary(data: ReportData) -> dict:
         "reopened_in_month": int(data.by_rule["reopened"].sum()),
         "resolved_in_month": int(data.by_rule["resolved"].sum()),
         "ageing": {row["age_bucket"]: row["open_findings"] for row in data.ageing.iter_rows(named=True)},
-        "other_open_findings": data.findings.height - month.height,
+        "other_open_findings": data.findings.filter(
+            (pl.col("scope") != "month") & (pl.col("state") == "open")
+        ).height,
+        "accepted_findings": accepted.height,
+        "accepted_money_at_stake": Decimal(accepted["amount"].sum() or 0),
+        "with_open_action": month.filter(pl.col("open_action").is_not_null()).height,
     }
 
 
@@ -145,6 +155,10 @@ def summary_markdown(summary: dict) -> str:
         )
     lines.append(
         f"| **合计** | **{summary['open_findings']}** | **{fmt_money(summary['money_at_stake'])}** |"
+    )
+    lines.append(
+        f"| 已接受风险(不计入未结) | {summary['accepted_findings']} "
+        f"| {fmt_money(summary['accepted_money_at_stake'])} |"
     )
     if summary["top_problems"]:
         lines += ["", "**主要问题**", "", "| 问题 | 对象 | 往来单位 | 涉及金额 |", "|---|---|---|---:|"]

@@ -24,6 +24,7 @@ INT_FORMAT = "#,##0"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 
 SUMMARY_SHEET = "摘要"
+ACCEPTED_ROW = "已接受风险(不计入未结)"
 RULES_SHEET = "问题汇总"
 VAT_SHEET = "增值税按税率"
 
@@ -210,6 +211,7 @@ def _summary_sheet(w: Writer, data: ReportData, summary: dict) -> None:
         for s, v in summary["by_severity"].items()
     ]
     severity_rows.append(("合计", summary["open_findings"], summary["money_at_stake"]))
+    severity_rows.append((ACCEPTED_ROW, summary["accepted_findings"], summary["accepted_money_at_stake"]))
     row = w.table(
         ws,
         row + 1,
@@ -276,10 +278,14 @@ def _summary_sheet(w: Writer, data: ReportData, summary: dict) -> None:
         "· 金额单位为元;红字发票金额为负数。",
         "· 匹配率 = 有未作废 ERP 记录的发票 / 全部未作废发票"
         "(电子发票服务平台为准,XML/OFD 补充平台缺少的发票)。",
-        f"· 账龄 = 自首次发现至最近一次运行的评估时点({data.aged_at:%Y-%m-%d %H:%M})的天数。",
+        f"· 账龄 = 自首次发现至最近一次运行的评估时点({data.aged_at:%Y-%m-%d %H:%M})的天数;"
+        "「距最近处理天数」自最近一次处理(无处理时自首次发现)起算。",
+        "· 已接受风险的问题(经 invoice-pipeline annotate 或 annotate_finding 记录 accepted_risk 及理由)"
+        "不计入未结问题数与涉及金额,单独列示,并在各类别工作表中以状态「已接受风险」列出;"
+        "数据显示问题已解决后若再次出现,将重新计入未结。",
         f"· 另有 {summary['other_open_findings']} 项未结问题不属于任何月份(如导出文件合计行)或任何主体"
         "(如同步系统),列在各类别工作表中,范围列标为「本主体·无所属期间」或「未归属主体」,不计入本期合计。",
-        "· 个人信息已脱敏:开票人、制单人、报销人姓名,以及含身份证号的纳税人识别号。",
+        "· 个人信息已脱敏:开票人、制单人、报销人、处理人姓名,以及含身份证号的纳税人识别号。",
     ]
     for i, note in enumerate(notes):
         ws.write_string(row + i, 0, note, w.note)
@@ -301,6 +307,8 @@ def _rules_sheet(w: Writer, data: ReportData) -> None:
         Column("本月重新打开", "int"),
         Column("本月已解决", "int"),
         Column("规则说明"),
+        Column("本期已接受风险(不计入未结)", "int"),
+        Column("已接受风险涉及金额", "money"),
     ]
     rows = [
         (
@@ -316,6 +324,8 @@ def _rules_sheet(w: Writer, data: ReportData) -> None:
             r["reopened"],
             r["resolved"],
             r["description"],
+            r["accepted_findings"],
+            r["accepted_money_at_stake"],
         )
         for r in data.by_rule.iter_rows(named=True)
     ]
@@ -327,6 +337,7 @@ EVIDENCE_COLUMNS = [
     ("rule_id", Column("规则编号")),
     ("title", Column("问题")),
     ("severity", Column("严重程度")),
+    ("state", Column("状态")),
     ("direction", Column("方向")),
     ("period", Column("所属期间")),
     ("subject", Column("对象")),
@@ -339,6 +350,13 @@ EVIDENCE_COLUMNS = [
     ("drawer", Column("开票人")),
     ("clerk", Column("制单人")),
     ("claimants", Column("报销人")),
+    ("open_action", Column("待数据确认的处理")),
+    ("latest_action", Column("最近处理")),
+    ("latest_action_by", Column("处理人")),
+    ("latest_action_at", Column("处理时间", "datetime")),
+    ("latest_action_note", Column("处理说明")),
+    ("days_since_action", Column("距最近处理天数", "int")),
+    ("finding_id", Column("问题编号")),
 ]
 
 
@@ -374,10 +392,14 @@ def evidence_rows(data: ReportData, family: str) -> tuple[list[Column], list[tup
     rows = []
     frame = data.findings.filter(pl.col("family") == family)
     scope_order = {s: i for i, s in enumerate(labels.SCOPES)}
+    state_order = {s: i for i, s in enumerate(labels.STATES)}  # open first, accepted after
     frame = frame.with_columns(
-        pl.col("scope").replace_strict(scope_order, default=9, return_dtype=pl.Int64).alias("_scope")
+        pl.col("scope").replace_strict(scope_order, default=9, return_dtype=pl.Int64).alias("_scope"),
+        pl.col("state").replace_strict(state_order, default=9, return_dtype=pl.Int64).alias("_state"),
     ).sort(
-        ["_scope", "amount", "rule_id", "subject"], descending=[False, True, False, False], nulls_last=True
+        ["_scope", "_state", "amount", "rule_id", "subject"],
+        descending=[False, False, True, False, False],
+        nulls_last=True,
     )
     for r in frame.iter_rows(named=True):
         values = {
@@ -387,6 +409,9 @@ def evidence_rows(data: ReportData, family: str) -> tuple[list[Column], list[tup
             "severity": labels.SEVERITIES.get(r["severity"], r["severity"]),
             "direction": labels.DIRECTIONS.get(r["direction"], "—") if r["direction"] else "—",
             "claimants": r["claimants"] or None,
+            "state": labels.STATES.get(r["state"], r["state"]),
+            "open_action": labels.ACTIONS.get(r["open_action"], r["open_action"]),
+            "latest_action": labels.ACTIONS.get(r["latest_action"], r["latest_action"]),
         }
         row = [values[name] for name, _ in EVIDENCE_COLUMNS]
         row += [detail_value(r.get(f"d:{key}"), col.kind) for key, col in zip(keys, detail_cols, strict=True)]

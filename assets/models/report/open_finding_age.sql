@@ -1,12 +1,14 @@
 -- One row per entity, direction, month (`period` YYYY-MM: the month the findings are about, as in
--- audit.findings) and age bucket of the open findings: age is whole days from first_seen_at to the
--- evaluated_at of the latest run in audit.runs (the run's as-of instant, so a re-run for the same
--- as-of date gives the same ages), bucketed 0-7, 8-30, 31-90 and >90 days (age_bucket_order 1-4).
--- Counts all, error-severity findings, money at stake, and the oldest age in the bucket.
+-- audit.findings) and age bucket of the findings open in the ledger (audit.finding_status): age is
+-- whole days from first_seen_at to the evaluated_at of the latest run in audit.runs (the run's as-of
+-- instant, so a re-run for the same as-of date gives the same ages), bucketed 0-7, 8-30, 31-90 and
+-- >90 days (age_bucket_order 1-4). Counts the findings still to be dealt with (state open), their
+-- error-severity ones, money at stake and the oldest age in the bucket; accepted_findings counts
+-- apart those whose risk was accepted (state accepted).
 with findings as (
-    select rule_id, severity, entity_tin, direction, period, amount, first_seen_at
-    from audit.findings
-    where status = 'open'
+    select rule_id, severity, entity_tin, direction, period, amount, first_seen_at, state
+    from audit.finding_status
+    where state in ('open', 'accepted')
 ),
 
 runs as (
@@ -55,11 +57,12 @@ final as (
         period,
         age_bucket,
         age_bucket_order,
-        count(*) as open_findings,
-        count(*) filter (where severity = 'error') as error_findings,
-        sum(amount) as money_at_stake,
-        max(age_days) as oldest_age_days,
-        max(aged_at) as aged_at
+        count(*) filter (where state = 'open') as open_findings,
+        count(*) filter (where state = 'open' and severity = 'error') as error_findings,
+        sum(amount) filter (where state = 'open') as money_at_stake,
+        max(age_days) filter (where state = 'open') as oldest_age_days,
+        max(aged_at) as aged_at,
+        count(*) filter (where state = 'accepted') as accepted_findings
     from bucketed
     group by entity_tin, direction, period, age_bucket, age_bucket_order
 )

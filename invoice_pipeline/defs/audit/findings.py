@@ -33,7 +33,7 @@ def _family_check_specs() -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             f"{family}_rules",
             asset=FINDINGS_KEY,
-            description="Open findings of: "
+            description="Open findings (accepted risks counted apart, not failing the check) of: "
             + "; ".join(
                 f"{r.rule_id} ({r.severity}): {r.description}" for r in rules.values() if r.family == family
             ),
@@ -51,7 +51,9 @@ def _family_check_specs() -> list[dg.AssetCheckSpec]:
                 "The ledger of every gap and inconsistency (SPEC §4.1): one row per problem, kept across "
                 "runs with first_seen_at, last_seen_at, resolved_at and status open/resolved. Every rule of "
                 "checks/rules.yaml runs as checks/sql/<rule_id>.sql; audit.<rule_id> is a typed view of its "
-                "open findings and audit.finding_events the history of openings, resolutions and reopenings."
+                "open findings and audit.finding_events the history of openings, resolutions and reopenings. "
+                "audit.finding_status adds people's actions (audit.finding_actions) and the state every "
+                "count uses: open, accepted (an accepted_risk in force: counted apart) or resolved."
             ),
             kinds={"duckdb", "sql"},
             metadata={"dagster/table_name": "audit.findings"},
@@ -59,8 +61,8 @@ def _family_check_specs() -> list[dg.AssetCheckSpec]:
         dg.AssetSpec(
             RUNS_KEY,
             deps=[FINDINGS_KEY],
-            description="One row per pipeline run: when, the as-of date, rows per layer, findings opened, "
-            "reopened and resolved.",
+            description="One row per pipeline run: when, the as-of date, rows per layer, findings open "
+            "(accepted risks not counted), accepted, opened, reopened and resolved.",
             kinds={"duckdb"},
             metadata={"dagster/table_name": "audit.runs"},
         ),
@@ -83,7 +85,9 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             ).fetchall()
         }
         con.execute(
-            "insert or replace into audit.runs values (?, now(), ?, ?, ?, ?, ?, ?, ?)",
+            "insert or replace into audit.runs (run_id, started_at, evaluated_at, as_of, layer_rows, "
+            "findings_open, findings_opened, findings_reopened, findings_resolved, findings_accepted) "
+            "values (?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 context.run.run_id,
                 at,
@@ -93,6 +97,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
                 result.opened,
                 result.reopened,
                 result.resolved,
+                result.accepted,
             ],
         )
         family_rows = {}
@@ -101,18 +106,27 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             family_rows[family] = (
                 con.execute(
                     "select rule_id, severity, count(*) as open_findings, sum(amount) as money_at_stake "
-                    "from audit.findings where status = 'open' and rule_id in (select unnest(?)) "
+                    "from audit.finding_status where state = 'open' and rule_id in (select unnest(?)) "
                     "group by rule_id, severity order by rule_id",
                     [ids],
                 ).fetchall(),
                 con.sql(
-                    "select rule_id, subject, entity_tin, period, amount from audit.findings "
-                    "where status = 'open' and rule_id in (select unnest($ids)) "
+                    "select rule_id, subject, entity_tin, period, amount from audit.finding_status "
+                    "where state = 'open' and rule_id in (select unnest($ids)) "
                     "order by amount desc nulls last, rule_id, subject limit 10",
                     params={"ids": ids},
                 ).fetchall(),
+                int(
+                    scalar(
+                        con,
+                        "select count(*) from audit.finding_status where state = 'accepted' "
+                        "and rule_id in (select unnest(?))",
+                        [ids],
+                    )
+                    or 0
+                ),
             )
-        total_money = scalar(con, "select sum(amount) from audit.findings where status = 'open'")
+        total_money = scalar(con, "select sum(amount) from audit.finding_status where state = 'open'")
         findings_table = table_metadata(con, "audit", "findings")
         runs_table = table_metadata(con, "audit", "runs")
     yield dg.MaterializeResult(
@@ -123,6 +137,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             "findings_opened": result.opened,
             "findings_reopened": result.reopened,
             "findings_resolved": result.resolved,
+            "findings_accepted": result.accepted,
             "money_at_stake": float(total_money or 0),
             "open_by_rule": dg.MetadataValue.md(
                 markdown_table(["rule", "open"], sorted(result.by_rule.items()))
@@ -131,7 +146,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     )
     yield dg.MaterializeResult(asset_key=RUNS_KEY, metadata={**runs_table, "as_of": settings.as_of or "now"})
     for family in FAMILIES:
-        counts, worst = family_rows[family]
+        counts, worst, accepted = family_rows[family]
         errors = sum(n for _, severity, n, _ in counts if severity == "error")
         yield dg.AssetCheckResult(
             asset_key=FINDINGS_KEY,
@@ -140,6 +155,7 @@ def findings(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
             metadata={
                 "open_findings": sum(n for _, _, n, _ in counts),
+                "accepted_findings": accepted,
                 "money_at_stake": float(sum((m or 0) for *_, m in counts)),
                 "by_rule": dg.MetadataValue.md(
                     markdown_table(

@@ -14,6 +14,9 @@ GROUP_OF_SCHEMA = {"core": "core", "audit": "audit", "report": "reports"}
 # Relations written by an asset of another name: the audit tables the ledger and loads own.
 PRODUCED_BY = {
     ("audit", "finding_events"): dg.AssetKey(["audit", "findings"]),
+    # The view over the ledger and people's actions (written by `annotate`, not by an asset).
+    ("audit", "finding_status"): dg.AssetKey(["audit", "findings"]),
+    ("audit", "finding_actions"): dg.AssetKey(["audit", "findings"]),
     ("audit", "file_loads"): dg.AssetKey(["audit", "load_log"]),
     ("audit", "rejected_rows"): dg.AssetKey(["audit", "load_log"]),
     ("audit", "current_loads"): dg.AssetKey(["audit", "load_log"]),
