@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install demo test ui lint bench clean
+.PHONY: install demo test ui lint bench bench-partitioned clean
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ $(BASELINES)/.installed-stamp: bench/requirements-baselines.txt
 # BENCH_SIZES="1000000 5000000 10000000" by default; generated data is cached in bench/cache/.
 bench: install $(BASELINES)/.installed-stamp
 	$(BIN)/python bench/run.py
+
+# The per-entity fan-out against one run (docs/scaling.md); PARTITION_INVOICES=1000000 by default.
+PARTITION_INVOICES ?= 1000000
+bench-partitioned: install
+	$(BIN)/invoice-pipeline generate --out bench/cache/partitioned-gen-$(PARTITION_INVOICES) --invoices $(PARTITION_INVOICES) --seed 1
+	$(BIN)/python bench/partitioned.py bench/cache/partitioned-gen-$(PARTITION_INVOICES) bench/cache/partitioned-work \
+		--json bench/cache/partitioned-$(PARTITION_INVOICES).json
 
 ui: install
 	$(BIN)/python scripts/dagster_dev.py -p 3000

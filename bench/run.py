@@ -206,13 +206,16 @@ def baseline(parquet: Path, method: str, label: str) -> dict:
     if not BASELINE_PYTHON.exists():
         return {"skipped": f"{BASELINE_PYTHON} missing (make bench builds it)"}
     out = CACHE / "runs" / f"{label}-{method}.json"
+    out.unlink(missing_ok=True)  # a verdict left by an earlier run must not pass for this one's
     m = measure(
         [str(BASELINE_PYTHON), "bench/baselines.py", str(parquet), "--method", method, "--json", str(out)]
     )
     if m.returncode != 0:
-        # Out of memory is a result, not a crash of the benchmark.
+        # Out of memory is a result, not a crash of the benchmark: keep the child's own verdict.
+        verdict = json.loads(out.read_text()) if out.exists() else {}
         return {
-            "failed": f"exit {m.returncode}",
+            "failed": verdict.get("status", f"exit {m.returncode}"),
+            "mem_limit_mib": verdict.get("mem_limit_mib"),
             "output": m.output[-800:],
             "peak_rss_bytes": m.peak_rss_bytes,
         }
