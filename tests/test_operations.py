@@ -468,6 +468,18 @@ def test_landing_sensor_waits_for_a_running_nightly(tiny_data_dir: Path) -> None
     assert isinstance(result, dg.SkipReason) and "in progress" in result.skip_message and cursor is None
 
 
+def test_landing_sensor_starts_nothing_before_any_file_has_settled() -> None:
+    """A new instance's first tick over files still settling (or none) must not start a run."""
+    from invoice_pipeline.defs.ops.sensors import LandedFileState
+
+    result, cursor = evaluate_landing(LandingSnapshot((), ("erp/fresh.csv",)), None, False)
+    assert isinstance(result, dg.SkipReason) and "1 still settling" in result.skip_message
+    assert cursor is None
+    settled = LandingSnapshot((LandedFileState("erp/fresh.csv", 1_000, 10),), ())
+    request, _ = evaluate_landing(settled, cursor, False)
+    assert isinstance(request, dg.RunRequest)
+
+
 def test_evaluate_landing_names_only_files_newer_than_the_last_request() -> None:
     old = LandingSnapshot((), ())
     _, cursor = evaluate_landing(old, None, False)

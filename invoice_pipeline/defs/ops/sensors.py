@@ -94,6 +94,9 @@ def evaluate_landing(
     """
     previous = json.loads(cursor) if cursor else {}
     settling = f"; {len(snapshot.settling)} still settling" if snapshot.settling else ""
+    if not snapshot.settled and not previous:
+        # A new instance's first ticks: an empty landing folder is not a change worth a run.
+        return dg.SkipReason(f"no settled files in landing yet{settling}"), cursor
     if snapshot.digest == previous.get("digest"):
         return dg.SkipReason(
             f"no new or changed settled files ({len(snapshot.settled)} settled{settling})"
