@@ -27,6 +27,9 @@ from conftest import write_erp_csv
 
 from invoice_pipeline import cli, project, publish
 from invoice_pipeline.definitions import defs
+from invoice_pipeline.defs.ops import sensors
+from invoice_pipeline.defs.ops.sensors import run_failure_alert
+from invoice_pipeline.defs.resources import Warehouse
 from invoice_pipeline.findings import ensure_findings_tables
 from invoice_pipeline.generate import generate
 from invoice_pipeline.generate.ids import make_ric
@@ -491,7 +494,7 @@ def test_annotate_without_a_warehouse_is_a_one_line_error(tmp_path, capsys):
 # --------------------------------------------------------------------------- Dagster
 
 
-def test_dagster_job_records_through_the_same_function(handmade):
+def test_dagster_job_records_through_the_same_function(handmade, monkeypatch):
     root = handmade
     job = defs().resolve_job_def("annotate_finding")
     assert job.executor_def.name == "in_process"
@@ -525,6 +528,28 @@ def test_dagster_job_records_through_the_same_function(handmade):
     unknown = launch(finding_id="0000000000000000", action="note", by="张三", note="x")
     assert not unknown.success and "no finding '0000000000000000'" in failure(unknown)
     assert read(root, "select count(*) from audit.finding_actions") == [(1,)]
+
+    # A mistyped id is the launcher's to fix, in the run's own page: no operations alert ...
+    def alert_on(failed) -> list[tuple]:
+        with dg.DagsterInstance.ephemeral() as instance:
+            context = dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert",
+                dagster_instance=instance,
+                dagster_run=failed.dagster_run,
+                dagster_event=failed.get_run_failure_event(),
+                resources={"warehouse": Warehouse(data_dir=str(root))},
+            ).for_run_failure()
+            run_failure_alert(context)
+        return read(
+            root,
+            "select table_name from duckdb_tables() where schema_name = 'audit' and table_name = 'alerts'",
+        ) and read(root, "select kind from audit.alerts")
+
+    assert not alert_on(unknown)
+    assert not (root / "warehouse" / "pending_alerts.jsonl").exists()
+    # ... which any other job's failure would have raised.
+    monkeypatch.setattr(sensors, "NOT_ALERTED_JOBS", frozenset())
+    assert alert_on(unknown) == [("run_failed",)]
 
 
 # --------------------------------------------------------------------------- the rules, by hand
