@@ -153,6 +153,33 @@ def _where(data_dir: Path, reports: list[Path]) -> list[str]:
         "(<YYYY-MM>/<entity TIN>/compliance_report.xlsx and .html)",
         f"analysts: duckdb {project.analytics_path(data_dir)} -readonly   "
         "(audit.findings, audit.<rule_id>, report.*, core.*; personal data masked)",
+        *_next_steps(data_dir),
+    ]
+
+
+def _next_steps(data_dir: Path) -> list[str]:
+    """`find` and `annotate` spelled out on the open error finding with the most money at stake."""
+    from invoice_pipeline.warehouse import connect, table_exists
+
+    con = connect(project.warehouse_path(data_dir), read_only=True)
+    try:
+        if not table_exists(con, "audit", "finding_status"):
+            return []
+        row = con.execute(
+            "select finding_id, invoice_uid from audit.finding_status "
+            "where state = 'open' and severity = 'error' and invoice_uid is not null "
+            "order by amount desc nulls last, finding_id limit 1"
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return []
+    finding_id, invoice_uid = row
+    where = f" --data-dir {data_dir}"
+    return [
+        f"an invoice's story: .venv/bin/invoice-pipeline find {invoice_uid}{where}",
+        f"record follow-up:   .venv/bin/invoice-pipeline annotate {finding_id} --action reissue_requested "
+        f"--by NAME --note TEXT{where}",
     ]
 
 

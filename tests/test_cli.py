@@ -33,6 +33,15 @@ def test_run_on_a_data_dir_prints_where_things_are(tiny_data_dir):
     assert f"warehouse: {tiny_data_dir / 'warehouse' / 'invoices.duckdb'}" in result.stdout
     assert "files: 5 loaded" in result.stdout
     assert (tiny_data_dir / "warehouse" / "invoices.duckdb").exists()
+    # The next steps are runnable as printed: find shows the invoice, annotate records on it.
+    [find_line] = [line for line in result.stdout.splitlines() if line.startswith("an invoice's story:")]
+    [annotate_line] = [line for line in result.stdout.splitlines() if line.startswith("record follow-up:")]
+    found = cli(*find_line.split("invoice-pipeline ", 1)[1].split())
+    assert found.returncode == 0, found.stdout + found.stderr
+    printed = annotate_line.split("invoice-pipeline ", 1)[1]
+    argv = printed.replace("NAME", "张三").replace("TEXT", "已联系").split()
+    annotated = cli(*argv)
+    assert annotated.returncode == 0, annotated.stdout + annotated.stderr
 
 
 def test_run_without_landing_fails_with_one_line(tmp_path):
