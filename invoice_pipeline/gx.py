@@ -176,8 +176,9 @@ def apply_duckdb_patch() -> None:
     modules = _regex_modules()
     for module in [gx_util, *modules]:
         if not callable(getattr(module, "get_dialect_regex_expression", None)):
-            raise GXPatchError(f"{module.__name__}.get_dialect_regex_expression is gone: the patch does not "
-                               "apply")
+            raise GXPatchError(
+                f"{module.__name__}.get_dialect_regex_expression is gone: the patch does not apply"
+            )
     current = gx_util.get_dialect_regex_expression
     regex = current if getattr(current, "_invoice_pipeline_patch", False) else _make_regex_expression(current)
     engine.execute_query = _execute_query_buffered

@@ -108,23 +108,40 @@ def test_duckdb_patch_applies_idempotently_and_makes_the_sql_path_work():
     suite = {
         "name": "probe",
         "expectations": [
-            {"type": "expect_column_values_to_not_be_null", "severity": "critical",
-             "kwargs": {"column": "uid"}},
-            {"type": "expect_column_values_to_match_regex", "severity": "critical",
-             "kwargs": {"column": "uid", "regex": r"^\d{20}$|^\d{10,12}-\d{8}$"}},
-            {"type": "expect_column_values_to_not_match_regex", "severity": "warning",
-             "kwargs": {"column": "uid", "regex": "-"}},
-            {"type": "unexpected_rows_expectation", "severity": "warning",
-             "kwargs": {"unexpected_rows_query": "select uid from {batch} where amount > 100"}},
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "severity": "critical",
+                "kwargs": {"column": "uid"},
+            },
+            {
+                "type": "expect_column_values_to_match_regex",
+                "severity": "critical",
+                "kwargs": {"column": "uid", "regex": r"^\d{20}$|^\d{10,12}-\d{8}$"},
+            },
+            {
+                "type": "expect_column_values_to_not_match_regex",
+                "severity": "warning",
+                "kwargs": {"column": "uid", "regex": "-"},
+            },
+            {
+                "type": "unexpected_rows_expectation",
+                "severity": "warning",
+                "kwargs": {"unexpected_rows_query": "select uid from {batch} where amount > 100"},
+            },
         ],
     }
     with duckdb.connect(":memory:") as con:
         con.execute("create schema staging")
-        con.execute("create table staging.probe as select * from (values ('12345678901234567890', 1), "
-                    "('1234567890-12345678', 200), ('X-1', 3), (null, 4)) as t(uid, amount)")
+        con.execute(
+            "create table staging.probe as select * from (values ('12345678901234567890', 1), "
+            "('1234567890-12345678', 200), ('X-1', 3), (null, 4)) as t(uid, amount)"
+        )
         outcome = gx.validate_table(con, "probe", suite=suite)
     assert [(o.success, o.unexpected_count, o.error) for o in outcome.outcomes] == [
-        (False, 1, None), (False, 1, None), (False, 2, None), (False, 1, None)
+        (False, 1, None),
+        (False, 1, None),
+        (False, 2, None),
+        (False, 1, None),
     ]
     assert outcome.outcomes[1].unexpected_sample == ("X-1",)
     assert outcome.outcomes[3].unexpected_sample == ("1234567890-12345678",)
@@ -139,8 +156,10 @@ def test_patch_refuses_an_unverified_gx_version(monkeypatch):
 
 
 def test_loading_definitions_does_not_import_gx():
-    code = ("import sys; from invoice_pipeline.definitions import defs; defs(); "
-            "print(sorted(n for n in ('great_expectations', 'duckdb_engine') if n in sys.modules))")
+    code = (
+        "import sys; from invoice_pipeline.definitions import defs; defs(); "
+        "print(sorted(n for n in ('great_expectations', 'duckdb_engine') if n in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -154,7 +173,8 @@ def test_suites_pass_on_the_generated_sample_but_for_real_warnings(sample, sampl
     # The only failures are the planted 金额 + 税额 ≠ 价税合计 rows (warning level): the platform's,
     # and the ERP's (a copy of the platform's error, and ERP-side typos in 价税合计).
     planted = {
-        p["invoice_uid"] for p in truth["problems"]
+        p["invoice_uid"]
+        for p in truth["problems"]
         if p["rule_id"] == "arithmetic_error" and p["details"].get("check") == "金额 + 税额 ≠ 价税合计"
     }
     with Warehouse(data_dir=str(root)).connect() as con:
@@ -193,10 +213,15 @@ def test_status_mapping_and_value_sets_hold_on_the_sample(sample_outcomes):
 
 def test_doctored_platform_rows_fail_the_right_expectations(doctored_dir):
     with Warehouse(data_dir=str(doctored_dir)).connect() as con:
-        uids = [r[0] for r in con.execute(
-            "select invoice_uid from staging.tax_platform where status = 'normal' and amount_incl_tax > 0 "
-            "and abs(amount_excl_tax + tax_amount - amount_incl_tax) <= 0.01 order by invoice_uid limit 4"
-        ).fetchall()]
+        uids = [
+            r[0]
+            for r in con.execute(
+                "select invoice_uid from staging.tax_platform "
+                "where status = 'normal' and amount_incl_tax > 0 "
+                "and abs(amount_excl_tax + tax_amount - amount_incl_tax) <= 0.01 "
+                "order by invoice_uid limit 4"
+            ).fetchall()
+        ]
         dup, bad_uid, bad_sum, bad_status = uids
         table = "staging.tax_platform"
         planted = con.execute(
@@ -204,8 +229,9 @@ def test_doctored_platform_rows_fail_the_right_expectations(doctored_dir):
         ).fetchone()[0]
         con.execute(f"insert into {table} select * from {table} where invoice_uid = ?", [dup])
         con.execute(f"update {table} set invoice_uid = 'INV-0001' where invoice_uid = ?", [bad_uid])
-        con.execute(f"update {table} set amount_incl_tax = amount_incl_tax + 100 where invoice_uid = ?",
-                    [bad_sum])
+        con.execute(
+            f"update {table} set amount_incl_tax = amount_incl_tax + 100 where invoice_uid = ?", [bad_sum]
+        )
         con.execute(f"update {table} set status = 'cancelled' where invoice_uid = ?", [bad_status])
         outcome = gx.validate_table(con, "tax_platform")
 
@@ -229,11 +255,15 @@ def test_doctored_platform_rows_fail_the_right_expectations(doctored_dir):
 def test_doctored_keys_and_ranges_in_other_tables(doctored_dir):
     with Warehouse(data_dir=str(doctored_dir)).connect() as con:
         con.execute("insert into staging.tax_platform_lines select * from staging.tax_platform_lines limit 1")
-        con.execute("update staging.erp set erp_doc_id = null, amount_incl_tax = -2e12 "
-                    "where erp_doc_id = (select min(erp_doc_id) from staging.erp)")
-        con.execute("update staging.sync_log set finished_at = started_at - interval 1 hour, "
-                    "records_written = records_read + 5 "
-                    "where run_id = (select min(run_id) from staging.sync_log)")
+        con.execute(
+            "update staging.erp set erp_doc_id = null, amount_incl_tax = -2e12 "
+            "where erp_doc_id = (select min(erp_doc_id) from staging.erp)"
+        )
+        con.execute(
+            "update staging.sync_log set finished_at = started_at - interval 1 hour, "
+            "records_written = records_read + 5 "
+            "where run_id = (select min(run_id) from staging.sync_log)"
+        )
         lines = gx.validate_table(con, "tax_platform_lines")
         erp = gx.validate_table(con, "erp")
         sync = gx.validate_table(con, "sync_log")
@@ -286,8 +316,10 @@ def test_check_passes_or_warns_on_the_sample(sample):
 
 def test_check_fails_with_error_on_a_critical_failure_and_blocks_the_run(doctored_dir):
     with Warehouse(data_dir=str(doctored_dir)).connect() as con:
-        con.execute("update staging.einvoice set invoice_uid = 'not-an-id' "
-                    "where invoice_uid = (select min(invoice_uid) from staging.einvoice)")
+        con.execute(
+            "update staging.einvoice set invoice_uid = 'not-an-id' "
+            "where invoice_uid = (select min(invoice_uid) from staging.einvoice)"
+        )
     check = checks_by_name()["einvoice_expectations"]
     context = dg.build_asset_check_context(resources={"warehouse": Warehouse(data_dir=str(doctored_dir))})
     result = check(context)
@@ -300,8 +332,9 @@ def test_check_fails_with_error_on_a_critical_failure_and_blocks_the_run(doctore
 
     # Executed as a step: a failed blocking ERROR check fails the run.
     job = dg.define_asset_job("gx_only", selection=dg.AssetSelection.checks(check))
-    defs = dg.Definitions(asset_checks=[check], jobs=[job],
-                          resources={"warehouse": Warehouse(data_dir=str(doctored_dir))})
+    defs = dg.Definitions(
+        asset_checks=[check], jobs=[job], resources={"warehouse": Warehouse(data_dir=str(doctored_dir))}
+    )
     with dg.instance_for_test() as instance:
         run = defs.resolve_job_def("gx_only").execute_in_process(instance=instance, raise_on_error=False)
     (evaluation,) = run.get_asset_check_evaluations()

@@ -16,8 +16,12 @@ from invoice_pipeline.warehouse import connect
 
 def run_nightly(data_dir: Path, as_of: str = "2026-11-01") -> dg.ExecuteInProcessResult:
     job = defs().resolve_job_def("nightly")
-    config = {"resources": {"warehouse": {"config": {"data_dir": str(data_dir)}},
-                            "settings": {"config": {"as_of": as_of}}}}
+    config = {
+        "resources": {
+            "warehouse": {"config": {"data_dir": str(data_dir)}},
+            "settings": {"config": {"as_of": as_of}},
+        }
+    }
     with dg.DagsterInstance.ephemeral() as instance:
         return job.execute_in_process(run_config=config, instance=instance)
 

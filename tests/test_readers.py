@@ -647,8 +647,12 @@ def test_xml_without_any_invoice_number(tmp_path):
 
 def test_xml_missing_required_element(tmp_path):
     path = tmp_path / "x.xml"
-    path.write_text(SHUFFLED_XML.replace("<SellerIdNum>", "<SellerIdNumber>").replace(
-        "</SellerIdNum>", "</SellerIdNumber>"), encoding="utf-8")
+    path.write_text(
+        SHUFFLED_XML.replace("<SellerIdNum>", "<SellerIdNumber>").replace(
+            "</SellerIdNum>", "</SellerIdNumber>"
+        ),
+        encoding="utf-8",
+    )
     assert unreadable(path, "einvoice") == "missing columns: EInvoiceData/SellerInformation/SellerIdNum"
 
 
